@@ -1,0 +1,1 @@
+//! The container's root filesystem.
