@@ -1,0 +1,155 @@
+//! Typed messages over a `SOCK_SEQPACKET` socketpair, with file descriptors
+//! passed alongside (`SCM_RIGHTS`). This is how the caller, the supervisor and
+//! the container's init talk while a container is being made: one datagram
+//! per message, serde_json inside, both ends CLOEXEC.
+
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
+use serde::{de::DeserializeOwned, Serialize};
+use std::io::{IoSlice, IoSliceMut};
+use std::marker::PhantomData;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Larger messages are refused: everything we send is small.
+const MAX_MESSAGE: usize = 64 * 1024;
+const MAX_FDS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("creating socketpair: {0}")]
+    Create(nix::Error),
+    #[error("sending message: {0}")]
+    Send(nix::Error),
+    #[error("receiving message: {0}")]
+    Receive(nix::Error),
+    #[error("peer closed the channel")]
+    Closed,
+    #[error("malformed message: {0}")]
+    Decode(serde_json::Error),
+    #[error("encoding message: {0}")]
+    Encode(serde_json::Error),
+}
+
+/// One end of a channel that sends `S` and receives `R`.
+pub struct Channel<S, R> {
+    fd: OwnedFd,
+    _types: PhantomData<fn(S) -> R>,
+}
+
+/// A connected pair: `(a, b)`, where `a` sends `A` and receives `B`.
+pub fn pair<A, B>() -> Result<(Channel<A, B>, Channel<B, A>), ChannelError>
+where
+    A: Serialize + DeserializeOwned,
+    B: Serialize + DeserializeOwned,
+{
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(ChannelError::Create)?;
+    Ok((Channel::from_fd(a), Channel::from_fd(b)))
+}
+
+impl<S: Serialize, R: DeserializeOwned> Channel<S, R> {
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        Channel {
+            fd,
+            _types: PhantomData,
+        }
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    pub fn send(&self, msg: &S) -> Result<(), ChannelError> {
+        self.send_with_fds(msg, &[])
+    }
+
+    pub fn send_with_fds(&self, msg: &S, fds: &[RawFd]) -> Result<(), ChannelError> {
+        let bytes = serde_json::to_vec(msg).map_err(ChannelError::Encode)?;
+        let iov = [IoSlice::new(&bytes)];
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        loop {
+            match sendmsg::<()>(self.fd.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+                Ok(_) => return Ok(()),
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(ChannelError::Send(e)),
+            }
+        }
+    }
+
+    /// Receive one message; `Err(Closed)` when the peer has gone (or exec'd,
+    /// which closes its CLOEXEC end).
+    pub fn recv(&self) -> Result<(R, Vec<OwnedFd>), ChannelError> {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let mut cmsg_space = nix::cmsg_space!([RawFd; MAX_FDS]);
+        let (len, fds) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg_space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Ok(msg) => {
+                    let mut fds = Vec::new();
+                    for c in msg.cmsgs().map_err(ChannelError::Receive)? {
+                        if let ControlMessageOwned::ScmRights(raw) = c {
+                            // SAFETY: the kernel just installed these fds for us.
+                            fds.extend(raw.into_iter().map(|f| unsafe { OwnedFd::from_raw_fd(f) }));
+                        }
+                    }
+                    break (msg.bytes, fds);
+                }
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(ChannelError::Receive(e)),
+            }
+        };
+        if len == 0 {
+            return Err(ChannelError::Closed);
+        }
+        let msg = serde_json::from_slice(&buf[..len]).map_err(ChannelError::Decode)?;
+        Ok((msg, fds))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    enum Ping {
+        Hello(u32),
+    }
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    enum Pong {
+        Back(String),
+    }
+
+    #[test]
+    fn messages_and_fds_cross_and_eof_is_closed() {
+        let (a, b) = pair::<Ping, Pong>().unwrap();
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        a.send_with_fds(&Ping::Hello(7), &[file.as_raw_fd()]).unwrap();
+        let (msg, fds) = b.recv().unwrap();
+        assert_eq!(msg, Ping::Hello(7));
+        assert_eq!(fds.len(), 1);
+        let flags = nix::fcntl::fcntl(&fds[0], nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert!(flags & libc::FD_CLOEXEC != 0, "received fds must be CLOEXEC");
+        b.send(&Pong::Back("x".into())).unwrap();
+        assert_eq!(a.recv().unwrap().0, Pong::Back("x".into()));
+        drop(b);
+        assert!(matches!(a.recv(), Err(ChannelError::Closed)));
+    }
+}

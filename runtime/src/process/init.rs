@@ -1,0 +1,225 @@
+//! The container side of a start: everything the freshly cloned process does
+//! before the user's command runs, and the small init that stays PID 1.
+//!
+//! This code runs in a child cloned from the single-threaded supervisor, so
+//! allocating is safe here. It must never exec a host binary: the only
+//! `execve` is of the user's command, resolved inside the container's root.
+
+use super::channel::Channel;
+use super::messages::{FromChild, ToChild};
+use crate::rootfs::mounts::{self, RootfsPlan};
+use crate::tty;
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, setsid, ForkResult, Pid};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+pub type ChildChannel = Channel<FromChild, ToChild>;
+
+/// Everything the container process needs, prepared by the supervisor before the clone.
+pub struct InitContext {
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub hostname: String,
+    pub layers: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub target: PathBuf,
+    /// `cgroup.procs` files to join before unsharing the cgroup namespace.
+    pub cgroup_procs: Vec<PathBuf>,
+    pub mount_cgroup2: bool,
+    pub tty: bool,
+    /// Run Glassbox's init as PID 1 (else the command is PID 1 itself).
+    pub init: bool,
+    /// Write end of the output pipe for detached non-tty containers.
+    pub output_pipe: Option<RawFd>,
+}
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Entry point of the cloned container process. Returns the exit code only
+/// on failure; on success it never returns (exec or init loop).
+pub fn container_main(ctx: &InitContext, chan: ChildChannel) -> isize {
+    let slave = match setup(ctx, &chan) {
+        Ok(slave) => slave,
+        Err(e) => {
+            let _ = chan.send(&FromChild::SetupFailed(e));
+            return 125;
+        }
+    };
+    if ctx.init {
+        run_init(ctx, chan, slave)
+    } else {
+        exec_command(&ctx.cmd, &ctx.env, slave.as_ref(), ctx.output_pipe, &chan)
+    }
+}
+
+fn setup(ctx: &InitContext, chan: &ChildChannel) -> Result<Option<OwnedFd>, String> {
+    // Join the container's cgroup ("0" means the writer), then make it the
+    // root of a cgroup namespace of its own.
+    for procs in &ctx.cgroup_procs {
+        std::fs::write(procs, b"0").map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+        .map_err(|e| format!("unsharing the cgroup namespace: {e}"))?;
+    nix::unistd::sethostname(&ctx.hostname).map_err(|e| format!("setting the hostname: {e}"))?;
+    mounts::loopback_up().map_err(|e| e.to_string())?;
+    mounts::build_and_enter(&RootfsPlan {
+        layers: &ctx.layers,
+        upper: &ctx.upper,
+        work: &ctx.work,
+        target: &ctx.target,
+        mount_cgroup2: ctx.mount_cgroup2,
+    })
+    .map_err(|e| e.to_string())?;
+    // A session of our own; with --no-init this process is the session leader
+    // that gets the controlling terminal.
+    setsid().map_err(|e| format!("setsid: {e}"))?;
+    close_stray_fds();
+    if ctx.tty {
+        let pty = tty::open_pty().map_err(|e| format!("opening the container's pty: {e}"))?;
+        chan.send_with_fds(&FromChild::PtyMaster, &[pty.master.as_raw_fd()])
+            .map_err(|e| format!("handing over the pty: {e}"))?;
+        drop(pty.master);
+        Ok(Some(pty.slave))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Mark every fd above stdio close-on-exec, so nothing of the host leaks into
+/// the user's command (CVE-2024-21626).
+fn close_stray_fds() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    unsafe {
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+    }
+}
+
+/// Become the user's command: wire stdio, then execve. Returns only on failure.
+fn exec_command(
+    cmd: &[String],
+    env: &[String],
+    slave: Option<&OwnedFd>,
+    output_pipe: Option<RawFd>,
+    chan: &ChildChannel,
+) -> isize {
+    if let Some(slave) = slave {
+        if let Err(e) = tty::set_controlling(slave) {
+            let _ = chan.send(&FromChild::SetupFailed(format!("controlling terminal: {e}")));
+            return 125;
+        }
+        for fd in 0..3 {
+            let _ = super::dup_onto(slave.as_raw_fd(), fd);
+        }
+    } else if let Some(pipe) = output_pipe {
+        let _ = super::dup_onto(pipe, 1);
+        let _ = super::dup_onto(pipe, 2);
+    }
+    let code = match exec_in_root(cmd, env) {
+        Ok(never) => match never {},
+        Err((code, msg)) => {
+            let _ = chan.send(&FromChild::ExecFailed(msg));
+            code
+        }
+    };
+    code as isize
+}
+
+/// Resolve `cmd[0]` on the container's PATH and execve it.
+pub fn exec_in_root(cmd: &[String], env: &[String]) -> Result<std::convert::Infallible, (i32, String)> {
+    let Some(prog) = cmd.first() else {
+        return Err((127, "no command given".into()));
+    };
+    let path_var = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    let candidates: Vec<PathBuf> = if prog.contains('/') {
+        vec![PathBuf::from(prog)]
+    } else {
+        path_var
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| PathBuf::from(d).join(prog))
+            .collect()
+    };
+    let to_c = |s: &str| CString::new(s).map_err(|_| (127, format!("argument {s:?} contains a NUL byte")));
+    let argv = cmd.iter().map(|a| to_c(a)).collect::<Result<Vec<_>, _>>()?;
+    let envp = env.iter().map(|e| to_c(e)).collect::<Result<Vec<_>, _>>()?;
+    // Restore the default signal state the user's program expects.
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    let mut last = nix::Error::ENOENT;
+    for cand in &candidates {
+        let Ok(path) = CString::new(cand.as_os_str().as_encoded_bytes()) else { continue };
+        match nix::unistd::execve(&path, &argv, &envp) {
+            Ok(never) => match never {},
+            // Keep the most telling error: "permission denied" beats "not found".
+            Err(e) if e != nix::Error::ENOENT || last == nix::Error::ENOENT => last = e,
+            Err(_) => {}
+        }
+    }
+    let code = if last == nix::Error::ENOENT { 127 } else { 126 };
+    let what = if last == nix::Error::ENOENT && !prog.contains('/') {
+        format!("exec: {prog:?}: executable file not found in $PATH")
+    } else {
+        format!("exec: {prog:?}: {}", last.desc())
+    };
+    Err((code, what))
+}
+
+/// PID 1 with `--init`: fork the command, then reap every zombie and forward
+/// every signal to the command until it exits, and exit with its status.
+fn run_init(ctx: &InitContext, chan: ChildChannel, slave: Option<OwnedFd>) -> isize {
+    let all = SigSet::all();
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), None);
+    // SAFETY: this process is single-threaded (a clone of the single-threaded supervisor).
+    let child = match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            std::process::exit(exec_command(&ctx.cmd, &ctx.env, slave.as_ref(), ctx.output_pipe, &chan) as i32)
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => {
+            let _ = chan.send(&FromChild::SetupFailed(format!("forking the command: {e}")));
+            return 125;
+        }
+    };
+    // From here on the supervisor learns of success when the command's copy
+    // of the channel closes on exec.
+    drop(chan);
+    drop(slave);
+    if let Some(pipe) = ctx.output_pipe {
+        let _ = nix::unistd::close(pipe);
+    }
+    // Nobody in the container may open /proc/1/exe or ptrace us: PID 1's
+    // memory is a copy of the host binary.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    reap_and_forward(child)
+}
+
+fn reap_and_forward(child: Pid) -> ! {
+    let all = SigSet::all();
+    loop {
+        let sig = match all.wait() {
+            Ok(sig) => sig,
+            Err(_) => continue,
+        };
+        if sig != Signal::SIGCHLD {
+            let _ = kill(child, sig);
+            continue;
+        }
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == child => std::process::exit(code),
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == child => {
+                    std::process::exit(128 + sig as i32)
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    }
+}

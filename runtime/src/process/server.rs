@@ -1,0 +1,495 @@
+//! The supervisor's event loop: one `poll(2)` over the container's terminal,
+//! the client socket, SIGCHLD and the clients. Single-threaded on purpose:
+//! the supervisor forks for `exec`, which is only safe without threads.
+
+use super::exec::{self, ExecRequest};
+use super::messages::SpawnReport;
+use super::ring::Ring;
+use super::supervisor::{cleanup, finished_state, SpawnChannel};
+use super::wire::{self, Frame, Reply, Request, Target};
+use crate::cgroups::Cgroup;
+use crate::namespaces::Kind;
+use crate::state::{ContainerConfig, ContainerDir, RuntimeState};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::{Duration, Instant};
+
+/// Replay buffer per terminal.
+const RING_BYTES: usize = 256 * 1024;
+/// A client with this much unsent output pauses the terminal it watches:
+/// the container's writes then block instead of our memory growing.
+const CLIENT_HIGH_WATER: usize = 256 * 1024;
+/// Input waiting for the terminal, per session; beyond it we stop reading clients.
+const INPUT_LIMIT: usize = 64 * 1024;
+const MAX_CLIENTS: usize = 64;
+const READ_CHUNK: usize = 64 * 1024;
+
+/// One process with a terminal (or output pipe): the main one or an exec.
+pub struct Session {
+    pid: Pid,
+    /// PTY master or output pipe; None once it reached EOF.
+    output: Option<OwnedFd>,
+    tty: bool,
+    ring: Ring,
+    exit_code: Option<i32>,
+    pending_input: Vec<u8>,
+}
+
+impl Session {
+    pub fn new(pid: Pid, output: Option<OwnedFd>, tty: bool) -> Session {
+        if let Some(fd) = &output {
+            set_nonblocking(fd.as_fd());
+        }
+        Session {
+            pid,
+            output,
+            tty,
+            ring: Ring::new(RING_BYTES),
+            exit_code: None,
+            pending_input: Vec::new(),
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.exit_code.is_some() && self.output.is_none()
+    }
+}
+
+struct Client {
+    stream: UnixStream,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    target: Option<Target>,
+    watch: bool,
+    /// Drop after flushing.
+    closing: bool,
+}
+
+pub struct Server {
+    dir: ContainerDir,
+    config: ContainerConfig,
+    cgroup: Cgroup,
+    listener: UnixListener,
+    sessions: BTreeMap<u32, Session>,
+    next_exec: u32,
+    clients: Vec<Client>,
+    ns_fds: Vec<(Kind, OwnedFd)>,
+    state: RuntimeState,
+    spawn: Option<SpawnChannel>,
+    main_attached: bool,
+}
+
+fn key(t: &Target) -> u32 {
+    match t {
+        Target::Main => 0,
+        Target::Exec(id) => *id,
+    }
+}
+
+fn set_nonblocking(fd: BorrowedFd<'_>) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    if let Ok(bits) = fcntl(fd, FcntlArg::F_GETFL) {
+        let flags = OFlag::from_bits_truncate(bits) | OFlag::O_NONBLOCK;
+        let _ = fcntl(fd, FcntlArg::F_SETFL(flags));
+    }
+}
+
+impl Server {
+    pub fn new(
+        dir: ContainerDir,
+        config: ContainerConfig,
+        cgroup: Cgroup,
+        listener: UnixListener,
+        main: Session,
+        ns_fds: Vec<(Kind, OwnedFd)>,
+        state: RuntimeState,
+    ) -> Server {
+        let _ = listener.set_nonblocking(true);
+        let mut sessions = BTreeMap::new();
+        sessions.insert(0, main);
+        Server {
+            dir,
+            config,
+            cgroup,
+            listener,
+            sessions,
+            next_exec: 1,
+            clients: Vec::new(),
+            ns_fds,
+            state,
+            spawn: None,
+            main_attached: false,
+        }
+    }
+
+    /// Keep the spawner's channel, to send it the exit code.
+    pub fn with_spawn(mut self, spawn: SpawnChannel) -> Server {
+        self.spawn = Some(spawn);
+        self
+    }
+
+    /// Serve until the container's main process has exited and its output is drained.
+    pub fn run(mut self) -> i32 {
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        let _ = mask.thread_block();
+        // SAFETY: ignoring SIGPIPE only changes how writes to closed sockets fail.
+        unsafe {
+            let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
+        }
+        let Ok(sigfd) = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) else {
+            return 1;
+        };
+        // A child may have exited before the signalfd existed.
+        self.reap();
+        let mut main_done_at: Option<Instant> = None;
+        loop {
+            if self.sessions.get(&0).is_some_and(Session::done) {
+                let since = *main_done_at.get_or_insert_with(Instant::now);
+                // A foreground caller that has not attached yet gets a moment to do so.
+                let waiting_for_caller = self.config.tty
+                    && self.spawn.is_some()
+                    && !self.main_attached
+                    && since.elapsed() < Duration::from_secs(5);
+                if !waiting_for_caller {
+                    return self.finish();
+                }
+            }
+            self.poll_once(&sigfd);
+        }
+    }
+
+    fn poll_once(&mut self, sigfd: &SignalFd) {
+        let paused: Vec<u32> = self
+            .clients
+            .iter()
+            .filter(|c| c.wbuf.len() > CLIENT_HIGH_WATER)
+            .filter_map(|c| c.target.as_ref().map(key))
+            .collect();
+        let mut fds: Vec<PollFd> = Vec::new();
+        fds.push(PollFd::new(sigfd.as_fd(), PollFlags::POLLIN));
+        fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+        let mut session_slots = Vec::new();
+        for (id, s) in &self.sessions {
+            if let Some(fd) = &s.output {
+                let mut ev = PollFlags::empty();
+                if !paused.contains(id) {
+                    ev |= PollFlags::POLLIN;
+                }
+                if s.tty && !s.pending_input.is_empty() {
+                    ev |= PollFlags::POLLOUT;
+                }
+                session_slots.push(*id);
+                fds.push(PollFd::new(fd.as_fd(), ev));
+            }
+        }
+        let first_client = fds.len();
+        for c in &self.clients {
+            let target_full = c
+                .target
+                .as_ref()
+                .and_then(|t| self.sessions.get(&key(t)))
+                .is_some_and(|s| s.pending_input.len() >= INPUT_LIMIT);
+            let mut ev = PollFlags::empty();
+            if !target_full && !c.closing {
+                ev |= PollFlags::POLLIN;
+            }
+            if !c.wbuf.is_empty() {
+                ev |= PollFlags::POLLOUT;
+            }
+            fds.push(PollFd::new(c.stream.as_fd(), ev));
+        }
+        let timeout = PollTimeout::from(250u16);
+        if poll(&mut fds, timeout).is_err() {
+            return;
+        }
+        let revents: Vec<PollFlags> = fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
+        drop(fds);
+        if revents[0].contains(PollFlags::POLLIN) {
+            while sigfd.read_signal().ok().flatten().is_some() {}
+            self.reap();
+        }
+        if revents[1].contains(PollFlags::POLLIN) {
+            self.accept();
+        }
+        for (i, id) in session_slots.iter().enumerate() {
+            let ev = revents[2 + i];
+            if ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+                self.read_output(*id);
+            }
+            if ev.contains(PollFlags::POLLOUT) {
+                self.flush_input(*id);
+            }
+        }
+        let n = self.clients.len().min(revents.len().saturating_sub(first_client));
+        for i in (0..n).rev() {
+            let ev = revents[first_client + i];
+            let mut keep = true;
+            if ev.contains(PollFlags::POLLOUT) {
+                keep &= self.write_client(i);
+            }
+            if ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) && keep {
+                keep &= self.read_client(i);
+            }
+            if !keep || (self.clients[i].closing && self.clients[i].wbuf.is_empty()) {
+                self.clients.swap_remove(i);
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            let (pid, code) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, code),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as i32),
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => continue,
+            };
+            let Some((id, session)) = self.sessions.iter_mut().find(|(_, s)| s.pid == pid) else {
+                continue;
+            };
+            session.exit_code = Some(code);
+            let id = *id;
+            if id != 0 {
+                // Drain what the exec'd process left, then tell its clients.
+                self.read_output(id);
+                self.broadcast_exit(id, code);
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        while let Ok((stream, _)) = self.listener.accept() {
+            if self.clients.len() >= MAX_CLIENTS {
+                continue;
+            }
+            let _ = stream.set_nonblocking(true);
+            self.clients.push(Client {
+                stream,
+                rbuf: Vec::new(),
+                wbuf: Vec::new(),
+                target: None,
+                watch: false,
+                closing: false,
+            });
+        }
+    }
+
+    fn read_output(&mut self, id: u32) {
+        let Some(session) = self.sessions.get_mut(&id) else { return };
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            let Some(fd) = &session.output else { return };
+            match nix::unistd::read(fd.as_fd(), &mut buf) {
+                Ok(0) | Err(nix::Error::EIO) => {
+                    session.output = None;
+                    return;
+                }
+                Ok(n) => {
+                    let seq = session.ring.next_seq();
+                    session.ring.push(&buf[..n]);
+                    for c in self.clients.iter_mut() {
+                        if c.target.as_ref().map(key) == Some(id) {
+                            wire::encode_output(seq, &buf[..n], &mut c.wbuf);
+                        }
+                    }
+                    // One chunk per poll round keeps other sessions and clients served.
+                    return;
+                }
+                Err(nix::Error::EAGAIN) | Err(nix::Error::EINTR) => return,
+                Err(_) => {
+                    session.output = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn flush_input(&mut self, id: u32) {
+        let Some(session) = self.sessions.get_mut(&id) else { return };
+        let Some(fd) = &session.output else {
+            session.pending_input.clear();
+            return;
+        };
+        match nix::unistd::write(fd, &session.pending_input) {
+            Ok(n) => {
+                session.pending_input.drain(..n);
+            }
+            Err(nix::Error::EAGAIN) | Err(nix::Error::EINTR) => {}
+            Err(_) => session.pending_input.clear(),
+        }
+    }
+
+    fn write_client(&mut self, i: usize) -> bool {
+        let c = &mut self.clients[i];
+        match c.stream.write(&c.wbuf) {
+            Ok(n) => {
+                c.wbuf.drain(..n);
+                true
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
+            Err(_) => false,
+        }
+    }
+
+    fn read_client(&mut self, i: usize) -> bool {
+        let mut buf = [0u8; 16 * 1024];
+        let n = match self.clients[i].stream.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        };
+        self.clients[i].rbuf.extend_from_slice(&buf[..n]);
+        loop {
+            let decoded = wire::decode::<Request>(&self.clients[i].rbuf);
+            match decoded {
+                Ok(Some((frame, used))) => {
+                    self.clients[i].rbuf.drain(..used);
+                    self.handle(i, frame);
+                }
+                Ok(None) => return true,
+                Err(e) => {
+                    self.reply(i, Reply::Error { message: e.to_string() });
+                    self.clients[i].closing = true;
+                    self.clients[i].rbuf.clear();
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn reply(&mut self, i: usize, reply: Reply) {
+        wire::encode(&Frame::Control(reply), &mut self.clients[i].wbuf);
+    }
+
+    fn handle(&mut self, i: usize, frame: Frame<Request>) {
+        match frame {
+            Frame::Input(data) => {
+                let target = self.clients[i].target.as_ref().map(key);
+                if let Some(s) = target.and_then(|t| self.sessions.get_mut(&t)) {
+                    if s.tty && s.exit_code.is_none() {
+                        s.pending_input.extend_from_slice(&data);
+                        let id = target.unwrap_or(0);
+                        self.flush_input(id);
+                    }
+                }
+            }
+            Frame::Output { .. } => self.reply(i, Reply::Error { message: "clients do not send output".into() }),
+            Frame::Control(req) => self.handle_request(i, req),
+        }
+    }
+
+    fn handle_request(&mut self, i: usize, req: Request) {
+        match req {
+            Request::Attach { target, since } => self.attach(i, target, since),
+            Request::Watch => {
+                self.clients[i].watch = true;
+                if let Some(code) = self.sessions.get(&0).and_then(|s| s.exit_code) {
+                    self.reply(i, Reply::Exit { code });
+                }
+            }
+            Request::Resize { cols, rows } => {
+                let (cols, rows) = protocol::tty::clamp_size(cols.into(), rows.into());
+                let target = self.clients[i].target.as_ref().map(key);
+                if let Some(fd) = target.and_then(|t| self.sessions.get(&t)).filter(|s| s.tty).and_then(|s| s.output.as_ref()) {
+                    let _ = crate::tty::set_size(fd.as_fd(), cols, rows);
+                }
+            }
+            Request::Signal { signal } => {
+                let target = self.clients[i].target.as_ref().map(key).unwrap_or(0);
+                let result = Signal::try_from(signal).map_err(|e| e.to_string()).and_then(|sig| {
+                    let s = self.sessions.get(&target).filter(|s| s.exit_code.is_none()).ok_or("process has exited")?;
+                    nix::sys::signal::kill(s.pid, sig).map_err(|e| e.to_string())
+                });
+                if let Err(message) = result {
+                    self.reply(i, Reply::Error { message });
+                }
+            }
+            Request::CloseStdin => {}
+            Request::Exec { cmd, env, tty, cols, rows } => self.exec(i, ExecRequest { cmd, env, tty, cols, rows }),
+        }
+    }
+
+    fn attach(&mut self, i: usize, target: Target, since: Option<u64>) {
+        let id = key(&target);
+        let Some(session) = self.sessions.get(&id) else {
+            self.reply(i, Reply::Error { message: format!("no such terminal: {target:?}") });
+            return;
+        };
+        let replay = session.ring.since(since.unwrap_or(u64::MAX));
+        let exit = session.exit_code.filter(|_| session.output.is_none());
+        if id == 0 {
+            self.main_attached = true;
+        }
+        self.reply(i, Reply::Attached { target: target.clone(), next_seq: session.ring.next_seq() });
+        if let Some((from, to)) = replay.gap {
+            self.reply(i, Reply::Gap { from, to });
+        }
+        if !replay.data.is_empty() {
+            wire::encode_output(replay.seq, &replay.data, &mut self.clients[i].wbuf);
+        }
+        self.clients[i].target = Some(target);
+        if let Some(code) = exit {
+            self.reply(i, Reply::Exit { code });
+        }
+    }
+
+    fn exec(&mut self, i: usize, req: ExecRequest) {
+        if self.sessions.get(&0).is_some_and(|s| s.exit_code.is_some()) {
+            self.reply(i, Reply::Error { message: "container is not running".into() });
+            return;
+        }
+        let procs = self.cgroup.procs_files();
+        match exec::spawn(&req, &self.config.env, &self.ns_fds, &procs) {
+            Ok((pid, output)) => {
+                let id = self.next_exec;
+                self.next_exec += 1;
+                self.sessions.insert(id, Session::new(pid, output, req.tty));
+                self.reply(i, Reply::ExecStarted { exec_id: id, host_pid: pid.as_raw() as u32 });
+                self.attach(i, Target::Exec(id), Some(0));
+            }
+            Err(message) => self.reply(i, Reply::Error { message }),
+        }
+    }
+
+    fn broadcast_exit(&mut self, id: u32, code: i32) {
+        for c in self.clients.iter_mut() {
+            if c.target.as_ref().map(key) == Some(id) || (id == 0 && c.watch) {
+                wire::encode(&Frame::Control(Reply::Exit { code }), &mut c.wbuf);
+            }
+        }
+    }
+
+    /// The main process is gone: record it, clean up if asked, tell everyone, flush, exit.
+    fn finish(mut self) -> i32 {
+        let code = self.sessions.get(&0).and_then(|s| s.exit_code).unwrap_or(-1);
+        let oom = self.cgroup.event_counters().map(|c| c.oom_kills > 0).unwrap_or(false);
+        self.state = finished_state(self.state.clone(), code, oom);
+        if self.config.auto_remove {
+            for e in cleanup(&self.dir, &self.cgroup, true) {
+                tracing::warn!(container = %self.config.id, error = %e, "auto-remove left something behind");
+            }
+        } else if let Err(e) = self.dir.write_state(&self.state) {
+            tracing::warn!(container = %self.config.id, error = %e, "could not record the exit");
+        }
+        self.broadcast_exit(0, code);
+        if let Some(spawn) = self.spawn.take() {
+            let _ = spawn.send(&SpawnReport::Exited { code });
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for c in self.clients.iter_mut() {
+            let _ = c.stream.set_nonblocking(false);
+            let _ = c.stream.set_write_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))));
+            let _ = c.stream.write_all(&c.wbuf);
+        }
+        0
+    }
+}

@@ -1,0 +1,72 @@
+//! The read-write layer: a tmpfs on the host under the container's directory,
+//! capped in bytes and inodes, holding the overlay's `upper/` and `work/`.
+//! It lives on the host (not only in the container's mount namespace) so that
+//! `gbx diff` and the glass-box view can read it, also after the container
+//! exited.
+
+use super::RootfsError;
+use crate::state::ContainerDir;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use std::path::Path;
+
+/// Default cap of the RW layer when the caller sets none.
+pub const DEFAULT_DISK_BYTES: u64 = 1 << 30;
+/// One inode per 16 KiB of capacity, at least 4096: enough for real use,
+/// small enough that `touch` in a loop hits ENOSPC quickly.
+fn inodes_for(bytes: u64) -> u64 {
+    (bytes / (16 * 1024)).max(4096)
+}
+
+fn sys<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(nix::Error) -> RootfsError + 'a {
+    move |source| RootfsError::Sys {
+        step,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub fn create(dir: &ContainerDir, disk_bytes: Option<u64>) -> Result<(), RootfsError> {
+    let rw = dir.rw();
+    let bytes = disk_bytes.unwrap_or(DEFAULT_DISK_BYTES);
+    nix::unistd::mkdir(&rw, nix::sys::stat::Mode::from_bits_truncate(0o700))
+        .or_else(|e| if e == nix::Error::EEXIST { Ok(()) } else { Err(e) })
+        .map_err(sys("creating", &rw))?;
+    let opts = format!("size={bytes},nr_inodes={},mode=0755", inodes_for(bytes));
+    mount(
+        Some("glassbox-rw"),
+        &rw,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(opts.as_str()),
+    )
+    .map_err(sys("mounting tmpfs on", &rw))?;
+    for sub in [dir.upper(), dir.work()] {
+        nix::unistd::mkdir(&sub, nix::sys::stat::Mode::from_bits_truncate(0o755))
+            .map_err(sys("creating", &sub))?;
+    }
+    Ok(())
+}
+
+/// Unmount and forget the RW layer. Idempotent.
+pub fn remove(dir: &ContainerDir) -> Result<(), RootfsError> {
+    let rw = dir.rw();
+    match umount2(&rw, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
+        Err(e) => Err(RootfsError::Sys {
+            step: "unmounting",
+            path: rw,
+            source: e,
+        }),
+    }
+}
+
+/// True if `path` is a mount point in our mount namespace.
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|mp| mp == want)
+}
