@@ -68,7 +68,9 @@ pub(crate) fn build_tar(busybox: &Path) -> Result<Vec<u8>, ImageError> {
     let text = |s: &str| Node::File(0o644, s.as_bytes().to_vec());
     tree.insert(
         "etc/passwd".into(),
-        text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
+        text(
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        ),
     );
     tree.insert("etc/group".into(), text("root:x:0:\nnogroup:x:65534:\n"));
     tree.insert(

@@ -44,10 +44,7 @@ pub enum ImageError {
         source: io::Error,
     },
     #[error("cannot lock the image store at {path}: {source}")]
-    Lock {
-        path: PathBuf,
-        source: nix::Error,
-    },
+    Lock { path: PathBuf, source: nix::Error },
     #[error("invalid image name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },
     #[error("image {name:?} not found")]
@@ -64,7 +61,9 @@ pub enum ImageError {
         "the built-in busybox image needs a static busybox at {path}: install it with `apt-get install busybox-static`"
     )]
     BusyboxMissing { path: PathBuf },
-    #[error("{path} is not a statically linked ELF binary (install `busybox-static`, not `busybox`)")]
+    #[error(
+        "{path} is not a statically linked ELF binary (install `busybox-static`, not `busybox`)"
+    )]
     BusyboxNotStatic { path: PathBuf },
     #[error("cannot list busybox applets with `{path} --list-full`: {reason}")]
     BusyboxApplets { path: PathBuf, reason: String },
@@ -220,7 +219,9 @@ impl ImageStore {
             match self.load_image(&name) {
                 Ok(Some(image)) => images.push(image),
                 Ok(None) => {} // removed meanwhile
-                Err(err) => tracing::warn!(image = %name, error = %err, "skipping unreadable image"),
+                Err(err) => {
+                    tracing::warn!(image = %name, error = %err, "skipping unreadable image")
+                }
             }
         }
         images.sort_by(|a, b| a.name.cmp(&b.name));
@@ -297,7 +298,9 @@ impl ImageStore {
         opts: &UnpackOptions,
     ) -> Result<Layer, ImageError> {
         self.remove_scratch_locked();
-        let scratch = self.scratch_root().join(format!(".tmp-{}", random_suffix()));
+        let scratch = self
+            .scratch_root()
+            .join(format!(".tmp-{}", random_suffix()));
         let rootfs = scratch.join("rootfs");
         fs::create_dir_all(&rootfs).map_err(ImageError::io("create directory", &rootfs))?;
         let result = self.place_layer(&scratch, &rootfs, reader, opts);
@@ -486,7 +489,9 @@ impl ImageStore {
             // Rename first so that a crash never leaves a half-deleted layer
             // that looks complete.
             let path = entry.path();
-            let trash = self.scratch_root().join(format!(".trash-{}", random_suffix()));
+            let trash = self
+                .scratch_root()
+                .join(format!(".trash-{}", random_suffix()));
             fs::rename(&path, &trash).map_err(ImageError::io("move away unused layer", &path))?;
             fs::remove_dir_all(&trash).map_err(ImageError::io("remove unused layer", &trash))?;
             tracing::info!(%digest, "removed unused layer");

@@ -4,7 +4,14 @@ use super::*;
 
 #[test]
 fn accepts_valid_names() {
-    for name in ["busybox", "a", "my-app_1.2", "busybox:1.36", "x:latest", "0abc:v1-rc.2"] {
+    for name in [
+        "busybox",
+        "a",
+        "my-app_1.2",
+        "busybox:1.36",
+        "x:latest",
+        "0abc:v1-rc.2",
+    ] {
         assert!(validate_name(name).is_ok(), "{name} should be valid");
     }
     let long = "a".repeat(64);
@@ -47,8 +54,14 @@ fn rejects_invalid_names() {
 
 #[test]
 fn latest_tag_is_the_bare_name() {
-    assert_eq!(normalize_name("busybox:latest").ok().as_deref(), Some("busybox"));
-    assert_eq!(normalize_name("busybox:1").ok().as_deref(), Some("busybox:1"));
+    assert_eq!(
+        normalize_name("busybox:latest").ok().as_deref(),
+        Some("busybox")
+    );
+    assert_eq!(
+        normalize_name("busybox:1").ok().as_deref(),
+        Some("busybox:1")
+    );
 }
 
 #[test]
@@ -65,7 +78,10 @@ fn elf_check_tells_static_from_dynamic() {
     assert!(!busybox::is_static_elf(b"#!/bin/sh\n"));
     assert!(!busybox::is_static_elf(&[0x7f, b'E', b'L', b'F']));
     if let Ok(ls) = std::fs::read("/bin/ls") {
-        assert!(!busybox::is_static_elf(&ls), "/bin/ls is dynamically linked");
+        assert!(
+            !busybox::is_static_elf(&ls),
+            "/bin/ls is dynamically linked"
+        );
     }
     if let Ok(bb) = std::fs::read(HOST_BUSYBOX) {
         assert!(busybox::is_static_elf(&bb), "busybox-static is static");
