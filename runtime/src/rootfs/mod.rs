@@ -1,1 +1,2 @@
 //! The container's root filesystem.
+pub mod diff;
