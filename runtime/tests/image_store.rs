@@ -260,10 +260,30 @@ fn hostile_tars_do_not_escape() {
     fs::write(&path, b.into_inner().expect("tar")).expect("write");
     assert!(store.import("evil", &path).is_err());
     assert!(!Path::new("/tmp/glassbox-escape").exists());
+
+    // A hard link to a symlink that points at a host file.
+    let mut b = tar::Builder::new(Vec::new());
+    add_symlink(&mut b, "s", victim.to_str().expect("utf8"));
+    let mut h = tar_header(tar::EntryType::Link, 0o644, 0);
+    b.append_link(&mut h, "hard", "s")
+        .expect("append hard link");
+    let path = dir.path().join("hard.tar");
+    fs::write(&path, b.into_inner().expect("tar")).expect("write");
+    let err = store.import("evil", &path).expect_err("hard link out");
+    assert!(err.to_string().contains("cannot unpack layer tar"), "{err}");
+    assert_eq!(fs::metadata(&victim).expect("victim").nlink(), 1);
+
     assert!(matches!(
         store.resolve("evil"),
         Err(ImageError::NotFound { .. })
     ));
+    // Failed imports leave no scratch directories.
+    let leftovers: Vec<_> = fs::read_dir(dir.path().join("layers"))
+        .expect("layers")
+        .flatten()
+        .filter(|e| e.file_name() != "sha256")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[test]

@@ -87,3 +87,24 @@ fn elf_check_tells_static_from_dynamic() {
         assert!(busybox::is_static_elf(&bb), "busybox-static is static");
     }
 }
+
+#[test]
+fn uid_shift_is_refused_until_implemented() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = ImageStore::open(dir.path()).expect("open");
+    let mut opts = UnpackOptions::default();
+    opts.id_shift = Some(IdShift {
+        host_base: 100_000,
+        count: 65_536,
+    });
+    let err = store
+        .add_layer_from_tar_with(std::io::empty(), &opts)
+        .expect_err("not implemented");
+    assert!(matches!(err, ImageError::Unsupported { .. }), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("layers/sha256"))
+            .expect("layers")
+            .count(),
+        0
+    );
+}
