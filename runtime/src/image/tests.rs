@@ -92,11 +92,12 @@ fn elf_check_tells_static_from_dynamic() {
 fn uid_shift_is_refused_until_implemented() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = ImageStore::open(dir.path()).expect("open");
-    let mut opts = UnpackOptions::default();
-    opts.id_shift = Some(IdShift {
-        host_base: 100_000,
-        count: 65_536,
-    });
+    let opts = UnpackOptions {
+        id_shift: Some(IdShift {
+            host_base: 100_000,
+            count: 65_536,
+        }),
+    };
     let err = store
         .add_layer_from_tar_with(std::io::empty(), &opts)
         .expect_err("not implemented");
