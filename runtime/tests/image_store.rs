@@ -126,6 +126,14 @@ fn busybox_builds_once_and_is_usable() {
         .expect("profile")
         .contains("PS1="));
     assert!(root.join("etc/group").is_file() && root.join("etc/hosts").is_file());
+    // The static shell really runs inside the layer, applets included.
+    let out = std::process::Command::new("chroot")
+        .arg(root)
+        .args(["/bin/sh", "-c", "ls /bin/busybox && echo ok"])
+        .output()
+        .expect("run chroot");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "/bin/busybox\nok\n");
 
     // Second resolve reuses; list shows it once; `busybox:latest` is the same.
     let again = store.resolve("busybox:latest").expect("again");
