@@ -3,6 +3,7 @@
 //! overlay of the image layers, a fresh /proc, a minimal /dev, a read-only
 //! /sys, and `pivot_root` into it ([`mounts`]).
 
+pub mod diff;
 pub mod mounts;
 pub mod rw;
 
