@@ -1,1 +1,500 @@
-//! container
+//! Containers: create, list, inspect, kill, remove, and the live views
+//! (stats, processes, RW-layer diff). This is the API the CLI and the backend
+//! use; it never forks itself (see [`crate::process::spawn`]).
+
+use crate::cgroups::{Cgroup, CgroupError, CgroupParent};
+use crate::image::{ImageError, ImageStore};
+use crate::process::messages::SpawnReport;
+use crate::process::spawn::{spawn_supervisor, Stdio3, SupervisorHandle};
+use crate::process::supervisor::{cleanup, process_start_time};
+use crate::process::ProcessError;
+use crate::rootfs::{self, RootfsError};
+use crate::state::{self, ContainerConfig, ContainerDir, LayerRef, StateDir, StateError};
+use protocol::{Change, ContainerInfo, ContainerState, LayerInfo, Limits, NamespaceInfo, ProcessEntry, Stats};
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("no such container: {0}")]
+    NotFound(String),
+    #[error("{0:?} matches more than one container; give more of the id")]
+    Ambiguous(String),
+    #[error("the name {0:?} is already in use")]
+    NameInUse(String),
+    #[error("invalid container name {0:?}: use letters, digits, '-', '_' or '.', at most 63")]
+    InvalidName(String),
+    #[error("invalid hostname {0:?}")]
+    InvalidHostname(String),
+    #[error("container {0} is running: stop it first or remove it with force")]
+    Running(String),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("image {image:?} is used by container {container}")]
+    ImageInUse { image: String, container: String },
+    #[error("starting the container failed: {message}")]
+    StartFailed { message: String, exit_code: i32 },
+    #[error("reading the RW layer: {0}")]
+    Diff(#[from] crate::rootfs::diff::DiffError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+}
+
+type Result<T> = std::result::Result<T, ContainerError>;
+
+/// How a runtime is set up.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    pub state_dir: PathBuf,
+    /// Cgroup parent of containers, relative to each hierarchy's root; None: our own cgroup.
+    pub cgroup_parent: Option<String>,
+}
+
+/// What `gbx run` / `POST /containers` ask for.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub image: String,
+    pub name: Option<String>,
+    pub hostname: Option<String>,
+    /// Empty: the image's shell.
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE` entries.
+    pub env: Vec<String>,
+    pub limits: Limits,
+    pub init: bool,
+    pub tty: bool,
+    /// Keep stdin open (`-i`).
+    pub interactive: bool,
+    /// The caller's own stdio becomes the container's (foreground, no tty).
+    pub foreground: bool,
+    pub auto_remove: bool,
+}
+
+pub struct Runtime {
+    state: StateDir,
+    images: ImageStore,
+    cgroup_parent: Option<String>,
+}
+
+/// A created container and the handle to learn its exit.
+pub struct Started {
+    pub info: ContainerInfo,
+    pub supervisor: SupervisorHandle,
+}
+
+impl Runtime {
+    pub fn open(opts: RuntimeOptions) -> Result<Runtime> {
+        let state = StateDir::open(&opts.state_dir)?;
+        let images = ImageStore::open(&opts.state_dir)?;
+        Ok(Runtime {
+            state,
+            images,
+            cgroup_parent: opts.cgroup_parent,
+        })
+    }
+
+    pub fn images(&self) -> &ImageStore {
+        &self.images
+    }
+
+    pub fn state_dir(&self) -> &StateDir {
+        &self.state
+    }
+
+    /// Create and start a container; returns once its command runs.
+    pub fn create(&self, opts: CreateOptions) -> Result<Started> {
+        let image = self.images.resolve(&opts.image)?;
+        let id = state::new_id();
+        let name = match &opts.name {
+            Some(n) if !state::is_valid_name(n) => return Err(ContainerError::InvalidName(n.clone())),
+            Some(n) => n.clone(),
+            None => id[..12].to_string(),
+        };
+        let hostname = opts.hostname.clone().unwrap_or_else(|| name.clone());
+        if !state::is_valid_name(&hostname) {
+            return Err(ContainerError::InvalidHostname(hostname));
+        }
+        let dir = self.state.container(&id);
+        let config = {
+            let _lock = self.state.lock()?;
+            if self.find_by_name(&name)?.is_some() {
+                return Err(ContainerError::NameInUse(name));
+            }
+            std::fs::create_dir(&dir.dir).map_err(|source| StateError::Io {
+                what: "creating",
+                path: dir.dir.clone(),
+                source,
+            })?;
+            let made = (|| -> Result<ContainerConfig> {
+                let cgroup = Cgroup::create(&CgroupParent(self.cgroup_parent.clone()), &id, &opts.limits)?;
+                let config = ContainerConfig {
+                    id: id.clone(),
+                    name,
+                    image: image.name.clone(),
+                    layers: image
+                        .layers
+                        .iter()
+                        .map(|l| LayerRef { digest: l.digest.clone(), size: l.size, dir: l.dir.clone() })
+                        .collect(),
+                    cmd: if opts.cmd.is_empty() { vec!["/bin/sh".into()] } else { opts.cmd.clone() },
+                    env: container_env(&opts.env, &hostname, opts.tty),
+                    hostname,
+                    limits: opts.limits,
+                    init: opts.init,
+                    tty: opts.tty,
+                    interactive: opts.interactive,
+                    foreground: opts.foreground,
+                    auto_remove: opts.auto_remove,
+                    cgroup: cgroup.record(),
+                    created_at_ms: state::now_ms(),
+                };
+                state::write_json_atomic(&dir.config(), &config)?;
+                rootfs::rw::create(&dir, opts.limits.disk_bytes)?;
+                Ok(config)
+            })();
+            match made {
+                Ok(c) => c,
+                Err(e) => {
+                    self.discard(&dir);
+                    return Err(e);
+                }
+            }
+        };
+        let stdio = if opts.foreground && !opts.tty {
+            Stdio3::Inherit { stdin: opts.interactive }
+        } else {
+            Stdio3::Capture
+        };
+        match spawn_supervisor(&dir.dir, stdio) {
+            Ok((SpawnReport::Started { .. }, supervisor)) => {
+                tracing::info!(container = %id, image = %config.image, "container started");
+                Ok(Started {
+                    info: self.info(&dir, &config),
+                    supervisor,
+                })
+            }
+            Ok((SpawnReport::Failed { error, exit_code }, _)) => {
+                self.discard(&dir);
+                Err(ContainerError::StartFailed { message: error, exit_code })
+            }
+            Ok((SpawnReport::Exited { code }, _)) => {
+                self.discard(&dir);
+                Err(ContainerError::StartFailed {
+                    message: "the supervisor reported an exit before a start".into(),
+                    exit_code: code,
+                })
+            }
+            Err(e) => {
+                self.discard(&dir);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Remove everything a half-made container left.
+    fn discard(&self, dir: &ContainerDir) {
+        let cgroup = dir.read_config().ok().map(|c| Cgroup::open(&c.cgroup));
+        if let Some(cgroup) = cgroup {
+            for e in cleanup(dir, &cgroup, true) {
+                tracing::warn!(dir = %dir.dir.display(), error = %e, "cleanup after a failed create");
+            }
+        } else {
+            let _ = rootfs::rw::remove(dir);
+            let _ = std::fs::remove_dir_all(&dir.dir);
+        }
+    }
+
+    fn find_by_name(&self, name: &str) -> Result<Option<String>> {
+        for id in self.state.container_ids()? {
+            if let Ok(c) = self.state.container(&id).read_config() {
+                if c.name == name {
+                    return Ok(Some(id));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The id of a container given by id, unique id prefix, or name.
+    pub fn resolve(&self, id_or_name: &str) -> Result<String> {
+        let ids = self.state.container_ids()?;
+        if ids.iter().any(|i| i == id_or_name) {
+            return Ok(id_or_name.to_string());
+        }
+        if let Some(id) = self.find_by_name(id_or_name)? {
+            return Ok(id);
+        }
+        let matches: Vec<&String> = if id_or_name.is_empty() {
+            Vec::new()
+        } else {
+            ids.iter().filter(|i| i.starts_with(id_or_name)).collect()
+        };
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(ContainerError::NotFound(id_or_name.to_string())),
+            _ => Err(ContainerError::Ambiguous(id_or_name.to_string())),
+        }
+    }
+
+    fn load(&self, id_or_name: &str) -> Result<(ContainerDir, ContainerConfig)> {
+        let id = self.resolve(id_or_name)?;
+        let dir = self.state.container(&id);
+        let config = dir
+            .read_config()
+            .map_err(|_| ContainerError::NotFound(id_or_name.to_string()))?;
+        Ok((dir, config))
+    }
+
+    pub fn inspect(&self, id_or_name: &str) -> Result<ContainerInfo> {
+        let (dir, config) = self.load(id_or_name)?;
+        Ok(self.info(&dir, &config))
+    }
+
+    pub fn list(&self) -> Result<Vec<ContainerInfo>> {
+        let mut out = Vec::new();
+        for id in self.state.container_ids()? {
+            let dir = self.state.container(&id);
+            if let Ok(config) = dir.read_config() {
+                out.push(self.info(&dir, &config));
+            }
+        }
+        out.sort_by_key(|c| c.created_at_ms);
+        Ok(out)
+    }
+
+    fn info(&self, dir: &ContainerDir, config: &ContainerConfig) -> ContainerInfo {
+        let st = dir.read_state().unwrap_or_default();
+        let alive = st.running && pid_alive(st.host_pid, st.host_pid_start);
+        let state = if alive {
+            ContainerState::Running
+        } else if st.host_pid.is_none() && st.exit_code.is_none() {
+            ContainerState::Created
+        } else {
+            ContainerState::Exited
+        };
+        let host_ns = crate::namespaces::inodes("self").unwrap_or_default();
+        let namespaces = st
+            .namespaces
+            .iter()
+            .map(|(k, v)| {
+                let host_inode = host_ns.get(k).copied().unwrap_or(0);
+                (k.clone(), NamespaceInfo { inode: *v, host_inode })
+            })
+            .collect::<BTreeMap<_, _>>();
+        ContainerInfo {
+            id: config.id.clone(),
+            name: config.name.clone(),
+            image: config.image.clone(),
+            cmd: config.cmd.clone(),
+            hostname: config.hostname.clone(),
+            state,
+            exit_code: st.exit_code,
+            oom_killed: st.oom_killed,
+            host_pid: if alive { st.host_pid } else { None },
+            namespaces,
+            cgroup: Cgroup::open(&config.cgroup).info(),
+            limits: config.limits,
+            layers: config
+                .layers
+                .iter()
+                .map(|l| LayerInfo {
+                    digest: l.digest.clone(),
+                    size: l.size,
+                    path: l.dir.display().to_string(),
+                })
+                .collect(),
+            upper_dir: dir.upper().display().to_string(),
+            init: config.init,
+            tty: config.tty,
+            created_at_ms: config.created_at_ms,
+            finished_at_ms: st.finished_at_ms,
+            supervisor_pid: if alive { st.supervisor_pid } else { None },
+        }
+    }
+
+    /// Send a signal to PID 1 of a running container.
+    pub fn kill(&self, id_or_name: &str, signal: nix::sys::signal::Signal) -> Result<()> {
+        let (dir, config) = self.load(id_or_name)?;
+        let st = dir.read_state()?;
+        if !(st.running && pid_alive(st.host_pid, st.host_pid_start)) {
+            return Err(ContainerError::NotRunning(config.id));
+        }
+        if let Some(pid) = st.host_pid {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+        }
+        Ok(())
+    }
+
+    /// Remove a container and everything it had on the host. A running one
+    /// needs `force` and is killed first.
+    pub fn remove(&self, id_or_name: &str, force: bool) -> Result<()> {
+        let (dir, config) = self.load(id_or_name)?;
+        let st = dir.read_state()?;
+        let alive = st.running && pid_alive(st.host_pid, st.host_pid_start);
+        if alive && !force {
+            return Err(ContainerError::Running(config.id));
+        }
+        let cgroup = Cgroup::open(&config.cgroup);
+        if alive {
+            if let Some(pid) = st.host_pid {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        // Let the supervisor see the exit and leave; it must not write into a
+        // directory we are deleting.
+        if let Some(sup) = st.supervisor_pid {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while is_our_supervisor(sup, &dir) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if is_our_supervisor(sup, &dir) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        let errors = cleanup(&dir, &cgroup, true);
+        if let Some(first) = errors.into_iter().next() {
+            tracing::warn!(container = %config.id, error = %first, "remove left something behind");
+        }
+        tracing::info!(container = %config.id, "container removed");
+        Ok(())
+    }
+
+    pub fn stats(&self, id_or_name: &str) -> Result<Stats> {
+        let (_, config) = self.load(id_or_name)?;
+        Ok(Cgroup::open(&config.cgroup).stats()?)
+    }
+
+    /// Each process of the container: its PID inside and on the host.
+    pub fn processes(&self, id_or_name: &str) -> Result<Vec<ProcessEntry>> {
+        let (_, config) = self.load(id_or_name)?;
+        let pids = Cgroup::open(&config.cgroup).pids()?;
+        let mut host_to_ns = BTreeMap::new();
+        let mut rows = Vec::new();
+        for host_pid in pids {
+            let Some((ns_pid, host_ppid)) = ns_pid_and_ppid(host_pid) else { continue };
+            host_to_ns.insert(host_pid, ns_pid);
+            rows.push((host_pid, ns_pid, host_ppid, cmdline(host_pid)));
+        }
+        let mut out: Vec<ProcessEntry> = rows
+            .into_iter()
+            .map(|(host_pid, pid, host_ppid, cmd)| ProcessEntry {
+                pid,
+                host_pid: host_pid as u32,
+                ppid: host_to_ns.get(&host_ppid).copied().unwrap_or(0),
+                cmd,
+            })
+            .collect();
+        out.sort_by_key(|p| p.pid);
+        Ok(out)
+    }
+
+    /// What the container's RW layer holds.
+    pub fn diff(&self, id_or_name: &str) -> Result<Vec<Change>> {
+        let (dir, config) = self.load(id_or_name)?;
+        let lowers: Vec<PathBuf> = config.layers.iter().map(|l| l.dir.clone()).collect();
+        let lowers: Vec<&std::path::Path> = lowers.iter().map(|p| p.as_path()).collect();
+        Ok(rootfs::diff::diff(&dir.upper(), &lowers)?)
+    }
+
+    /// Remove an image unless a container uses it.
+    pub fn remove_image(&self, name: &str) -> Result<()> {
+        let image = self.images.resolve_existing(name)?;
+        let mut in_use = HashSet::new();
+        for c in self.list_configs()? {
+            if c.image == image.name {
+                return Err(ContainerError::ImageInUse { image: image.name, container: c.id });
+            }
+            in_use.extend(c.layers.iter().map(|l| l.digest.clone()));
+        }
+        Ok(self.images.remove(&image.name, &in_use)?)
+    }
+
+    fn list_configs(&self) -> Result<Vec<ContainerConfig>> {
+        Ok(self
+            .state
+            .container_ids()?
+            .into_iter()
+            .filter_map(|id| self.state.container(&id).read_config().ok())
+            .collect())
+    }
+
+    /// The supervisor's socket, for attaching to terminals.
+    pub fn socket_path(&self, id_or_name: &str) -> Result<PathBuf> {
+        let (dir, _) = self.load(id_or_name)?;
+        Ok(dir.socket())
+    }
+}
+
+/// The environment every container starts with, then the user's entries.
+fn container_env(user: &[String], hostname: &str, tty: bool) -> Vec<String> {
+    let mut env = vec![
+        format!("PATH={}", crate::process::init::DEFAULT_PATH),
+        "HOME=/root".to_string(),
+        format!("HOSTNAME={hostname}"),
+    ];
+    if tty {
+        env.push("TERM=xterm-256color".into());
+    }
+    for e in user {
+        let key = e.split('=').next().unwrap_or("");
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    env
+}
+
+fn pid_alive(pid: Option<u32>, start: Option<u64>) -> bool {
+    match pid {
+        Some(pid) => process_start_time(pid as i32).is_some_and(|s| start.is_none_or(|want| want == s)),
+        None => false,
+    }
+}
+
+fn is_our_supervisor(pid: u32, dir: &ContainerDir) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            let needle = dir.dir.as_os_str().as_encoded_bytes();
+            c.windows(needle.len()).any(|w| w == needle)
+        })
+        .unwrap_or(false)
+}
+
+/// PID inside the innermost namespace (last NSpid entry) and the host PPid.
+fn ns_pid_and_ppid(host_pid: i32) -> Option<(u32, i32)> {
+    let status = std::fs::read_to_string(format!("/proc/{host_pid}/status")).ok()?;
+    let mut ns_pid = None;
+    let mut ppid = None;
+    for line in status.lines() {
+        if let Some(v) = line.strip_prefix("NSpid:") {
+            ns_pid = v.split_whitespace().last().and_then(|p| p.parse().ok());
+        } else if let Some(v) = line.strip_prefix("PPid:") {
+            ppid = v.trim().parse().ok();
+        }
+    }
+    Some((ns_pid?, ppid.unwrap_or(0)))
+}
+
+fn cmdline(pid: i32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let s: Vec<String> = raw
+        .split(|b| *b == 0)
+        .filter(|p| !p.is_empty())
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    if s.is_empty() {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| format!("[{}]", c.trim()))
+            .unwrap_or_default()
+    } else {
+        s.join(" ")
+    }
+}

@@ -1,14 +1,23 @@
 //! The runtime's error, rolled up from each module's own error type.
 
-use crate::cgroups::CgroupError;
-use crate::image::ImageError;
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
-    Cgroup(#[from] CgroupError),
+    Container(#[from] crate::container::ContainerError),
     #[error(transparent)]
-    Image(#[from] ImageError),
+    Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::RootfsError),
+    #[error(transparent)]
+    Process(#[from] crate::process::ProcessError),
+    #[error(transparent)]
+    Namespace(#[from] crate::namespaces::NamespaceError),
+    #[error(transparent)]
+    Tty(#[from] crate::tty::TtyError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -19,4 +19,5 @@ pub mod rootfs;
 pub mod state;
 pub mod tty;
 
+pub use container::{ContainerError, CreateOptions, Runtime, RuntimeOptions, Started};
 pub use error::{Error, Result};

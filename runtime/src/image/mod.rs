@@ -162,6 +162,12 @@ impl ImageStore {
         }
     }
 
+    /// Like [`resolve`](Self::resolve), but never builds anything.
+    pub fn resolve_existing(&self, name: &str) -> Result<Image, ImageError> {
+        let name = normalize_name(name)?;
+        self.load_image(&name)?.ok_or(ImageError::NotFound { name })
+    }
+
     /// Import a tarball (plain or gzip) as a one-layer image called `name`,
     /// replacing any image of that name.
     pub fn import(&self, name: &str, tarball: &Path) -> Result<Image, ImageError> {

@@ -14,6 +14,7 @@
 //! attach over the supervisor's unix socket ([`wire`]).
 
 pub mod channel;
+pub mod client;
 pub mod exec;
 pub mod init;
 pub mod messages;
