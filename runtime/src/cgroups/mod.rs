@@ -342,7 +342,9 @@ pub(crate) fn dir_in_mount(
     rel: &str,
 ) -> Result<PathBuf, CgroupError> {
     let root = mount_root.trim_end_matches('/');
-    let rest = rel.strip_prefix(root).filter(|r| r.is_empty() || r.starts_with('/'));
+    let rest = rel
+        .strip_prefix(root)
+        .filter(|r| r.is_empty() || r.starts_with('/'));
     match rest {
         Some(r) => Ok(mount_point.join(r.trim_start_matches('/'))),
         None => Err(CgroupError::Unreachable {

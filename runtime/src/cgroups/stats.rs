@@ -184,8 +184,12 @@ fn unescape(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\' {
-            let oct = b.get(i + 1..i + 4).filter(|o| o.iter().all(|c| (b'0'..=b'7').contains(c)));
-            if let Some(v) = oct.and_then(|o| u8::from_str_radix(std::str::from_utf8(o).ok()?, 8).ok()) {
+            let oct = b
+                .get(i + 1..i + 4)
+                .filter(|o| o.iter().all(|c| (b'0'..=b'7').contains(c)));
+            if let Some(v) =
+                oct.and_then(|o| u8::from_str_radix(std::str::from_utf8(o).ok()?, 8).ok())
+            {
                 out.push(v);
                 i += 4;
                 continue;
@@ -229,7 +233,10 @@ mod tests {
         let oom = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
         assert_eq!(parse_flat_keyed(oom).get("oom_kill"), Some(&2));
         let cpu = "nr_periods 10\nnr_throttled 4\nthrottled_time 123456789\n";
-        assert_eq!(parse_flat_keyed(cpu).get("throttled_time"), Some(&123456789));
+        assert_eq!(
+            parse_flat_keyed(cpu).get("throttled_time"),
+            Some(&123456789)
+        );
         assert_eq!(parse_flat_keyed("max 7\n").get("max"), Some(&7));
         let ev = "low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\noom_group_kill 1\n";
         let m = parse_flat_keyed(ev);
@@ -284,7 +291,8 @@ mod tests {
 
     #[test]
     fn proc_cgroup_hybrid_and_v2() {
-        let t = "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/bfd8\n2:cpu,cpuacct:/a/b\n0::/\n";
+        let t =
+            "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/bfd8\n2:cpu,cpuacct:/a/b\n0::/\n";
         let v = parse_proc_cgroup(t);
         assert_eq!(v.len(), 5);
         assert_eq!(v[2].controllers, vec!["memory"]);

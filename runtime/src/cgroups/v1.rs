@@ -8,9 +8,9 @@ use protocol::{CgroupVersion, Limits, Stats};
 
 use super::stats::{self as parse, parse_flat_keyed};
 use super::{
-    container_rel, cpu_quota_us, dir_in_mount, mkdir_leaf, page_round, read, read_opt,
-    rmdir, rmdir_shared_parent, write, write_checked, CgroupError, CgroupRecord, EventCounters,
-    HostPaths, CPU_PERIOD_US,
+    container_rel, cpu_quota_us, dir_in_mount, mkdir_leaf, page_round, read, read_opt, rmdir,
+    rmdir_shared_parent, write, write_checked, CgroupError, CgroupRecord, EventCounters, HostPaths,
+    CPU_PERIOD_US,
 };
 
 /// Controllers a container cannot do without.
@@ -77,7 +77,10 @@ pub(crate) fn create(
             continue;
         };
         let rel = container_rel(parent.unwrap_or(&h.own_path), id);
-        dirs.insert(ctrl.to_string(), dir_in_mount(&h.mount_point, &h.mount_root, &rel)?);
+        dirs.insert(
+            ctrl.to_string(),
+            dir_in_mount(&h.mount_point, &h.mount_root, &rel)?,
+        );
         if *ctrl == "memory" {
             path = Some(rel);
         }
@@ -186,8 +189,8 @@ pub(crate) fn stats(dirs: &BTreeMap<String, PathBuf>) -> Result<Stats, CgroupErr
     ) {
         s.cpu_limit_millis = parse::parse_v1_cpu_limit(&q, &p).flatten();
     }
-    s.memory_peak = read_ctrl(dirs, "memory", "memory.max_usage_in_bytes")?
-        .and_then(|t| parse::parse_u64(&t));
+    s.memory_peak =
+        read_ctrl(dirs, "memory", "memory.max_usage_in_bytes")?.and_then(|t| parse::parse_u64(&t));
     s.memory_limit = read_ctrl(dirs, "memory", "memory.limit_in_bytes")?
         .and_then(|t| parse::parse_v1_limit(&t))
         .flatten();

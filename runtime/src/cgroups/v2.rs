@@ -9,8 +9,8 @@ use protocol::{CgroupVersion, Limits, Stats};
 use super::stats::{self as parse, parse_flat_keyed};
 use super::{
     container_rel, cpu_quota_us, dir_in_mount, mkdir_leaf, page_round, read, read_opt, rmdir,
-    rmdir_shared_parent, write, write_checked, CgroupError, CgroupRecord, EventCounters,
-    HostPaths, CPU_PERIOD_US, V2_KEY,
+    rmdir_shared_parent, write, write_checked, CgroupError, CgroupRecord, EventCounters, HostPaths,
+    CPU_PERIOD_US, V2_KEY,
 };
 
 /// Controllers enabled for containers; `io` is welcome but not required.
@@ -61,16 +61,38 @@ pub(crate) fn create(
     let own_dir = dir_in_mount(&root, &mount_root, &own).ok();
     std::fs::create_dir_all(&parent_dir).map_err(super::io_err("mkdir", &parent_dir))?;
 
-    // Enable controllers in every ancestor from the mount root down to `<parent>/glassbox`.
+    // Enable controllers in every ancestor from the mount root down to `<parent>/glassbox`, then
+    // make the leaf. A concurrent `remove` may rmdir the shared `glassbox` directory in between
+    // (and a re-made one has no controllers enabled), so check the leaf and retry.
     let gb = parent_dir.join("glassbox");
-    std::fs::create_dir_all(&gb).map_err(super::io_err("mkdir", &gb))?;
-    let mut chain: Vec<&Path> = gb.ancestors().take_while(|a| a.starts_with(&root)).collect();
-    chain.reverse();
-    for d in chain {
-        enable_controllers(d, own_dir.as_deref() == Some(d))?;
+    for attempt in 0.. {
+        std::fs::create_dir_all(&gb).map_err(super::io_err("mkdir", &gb))?;
+        let mut chain: Vec<&Path> = gb
+            .ancestors()
+            .take_while(|a| a.starts_with(&root))
+            .collect();
+        chain.reverse();
+        for d in chain {
+            enable_controllers(d, own_dir.as_deref() == Some(d))?;
+        }
+        mkdir_leaf(&dir)?;
+        let have = read(&dir.join("cgroup.controllers"))?;
+        let have: Vec<&str> = have.split_whitespace().collect();
+        let missing = WANTED
+            .iter()
+            .find(|c| !OPTIONAL.contains(c) && !have.contains(c));
+        match missing {
+            None => break,
+            Some(c) if attempt >= 2 => {
+                let _ = rmdir(&dir);
+                return Err(CgroupError::ControllerMissing {
+                    controller: c.to_string(),
+                    detail: format!("not enabled for {}", dir.display()),
+                });
+            }
+            Some(_) => rmdir(&dir).map_err(super::io_err("rmdir", &dir))?,
+        }
     }
-
-    mkdir_leaf(&dir)?;
     if let Err(e) = apply_limits(&dir, limits) {
         tracing::warn!(cgroup = %rel, error = %e, "cgroup creation failed; undoing");
         if let Err(e) = rmdir(&dir) {
@@ -184,11 +206,7 @@ fn keyed(dir: &Path, name: &str) -> Result<BTreeMap<String, u64>, CgroupError> {
         .unwrap_or_default())
 }
 
-fn opt<T>(
-    dir: &Path,
-    name: &str,
-    f: impl Fn(&str) -> Option<T>,
-) -> Result<Option<T>, CgroupError> {
+fn opt<T>(dir: &Path, name: &str, f: impl Fn(&str) -> Option<T>) -> Result<Option<T>, CgroupError> {
     Ok(read_opt(&dir.join(name))?.and_then(|t| f(&t)))
 }
 
@@ -221,10 +239,7 @@ pub(crate) fn event_counters(dir: &Path) -> Result<EventCounters, CgroupError> {
             .get("oom_kill")
             .copied()
             .unwrap_or(0),
-        pids_limit_hits: keyed(dir, "pids.events")?
-            .get("max")
-            .copied()
-            .unwrap_or(0),
+        pids_limit_hits: keyed(dir, "pids.events")?.get("max").copied().unwrap_or(0),
     })
 }
 
