@@ -32,6 +32,9 @@ mod v1;
 mod v2;
 mod watch;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::OwnedFd;

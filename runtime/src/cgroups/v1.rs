@@ -77,10 +77,14 @@ pub(crate) fn create(
             continue;
         };
         let rel = container_rel(parent.unwrap_or(&h.own_path), id);
-        dirs.insert(
-            ctrl.to_string(),
-            dir_in_mount(&h.mount_point, &h.mount_root, &rel)?,
-        );
+        match dir_in_mount(&h.mount_point, &h.mount_root, &rel) {
+            Ok(d) => dirs.insert(ctrl.to_string(), d),
+            Err(e) if OPTIONAL.contains(ctrl) => {
+                tracing::warn!(controller = ctrl, error = %e, "optional cgroup controller skipped");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if *ctrl == "memory" {
             path = Some(rel);
         }
