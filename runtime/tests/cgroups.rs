@@ -200,6 +200,8 @@ fn cgroup_oom_kill_is_counted_and_watched() {
     let ev = cg.event_counters().expect("event counters");
     assert!(ev.oom_kills >= 1, "{ev:?}");
     assert_eq!(cg.stats().expect("stats").oom_kills, ev.oom_kills);
+    // Let the kernel finish its burst of notifications (oom, oom_kill, oom_group_kill) first.
+    std::thread::sleep(Duration::from_millis(200));
     let mut watch = watch;
     watch.drain();
     assert!(

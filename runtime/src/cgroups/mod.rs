@@ -155,6 +155,11 @@ pub struct Cgroup {
 impl Cgroup {
     /// mkdir `<parent>/glassbox/<id>` in each hierarchy needed, write every limit and read each
     /// back (`LimitNotApplied` if it differs). A failure half-way removes what was made.
+    ///
+    /// Memory: the limit (rounded down to whole pages, as the kernel does) with swap disabled
+    /// (v1 `memory.memsw.limit_in_bytes`, or `memory.swappiness` 0 without swap accounting; v2
+    /// `memory.swap.max` 0 and `memory.oom.group` 1 where present). CPU: `cpu_millis * 100` µs
+    /// per 100 ms period; below 10 millis is refused (the kernel's 1 ms quota minimum).
     pub fn create(parent: &CgroupParent, id: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
         Self::create_on(&HostPaths::default(), detect_version()?, parent, id, limits)
     }
