@@ -1,0 +1,291 @@
+//! cgroup v1: one hierarchy per controller (or per co-mounted group, e.g. `cpu,cpuacct`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use protocol::{CgroupVersion, Limits, Stats};
+
+use super::stats::{self as parse, parse_flat_keyed};
+use super::{
+    container_rel, cpu_quota_us, dir_in_mount, mkdir_leaf, page_round, read, read_opt, rmdir,
+    rmdir_shared_parent, write, write_checked, CgroupError, CgroupRecord, EventCounters, HostPaths,
+    CPU_PERIOD_US,
+};
+
+/// Controllers a container cannot do without.
+const REQUIRED: [&str; 4] = ["cpu", "cpuacct", "memory", "pids"];
+/// Controllers whose directory is made when mounted, so the container's processes do not stay
+/// in the runtime's cgroup there.
+const OPTIONAL: [&str; 3] = ["devices", "freezer", "blkio"];
+
+/// How long `remove` keeps killing before it gives up.
+const REMOVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One mounted v1 hierarchy and where the calling process is in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Hierarchy {
+    pub controllers: Vec<String>,
+    pub mount_point: PathBuf,
+    pub mount_root: String,
+    /// The calling process's cgroup in this hierarchy, relative to its root.
+    pub own_path: String,
+}
+
+/// Every mounted v1 hierarchy, from mountinfo and /proc/self/cgroup.
+pub(crate) fn hierarchies(host: &HostPaths) -> Result<Vec<Hierarchy>, CgroupError> {
+    let mounts = parse::parse_mountinfo(&read(&host.mountinfo)?);
+    let own = parse::parse_proc_cgroup(&read(&host.proc_cgroup)?);
+    let mut out: Vec<Hierarchy> = Vec::new();
+    for m in mounts.into_iter().filter(|m| m.fstype == "cgroup") {
+        let Some(line) = own.iter().find(|l| {
+            !l.controllers.is_empty() && l.controllers.iter().all(|c| m.super_options.contains(c))
+        }) else {
+            continue;
+        };
+        // The same hierarchy mounted twice: keep the first mount.
+        if out.iter().any(|h| h.controllers == line.controllers) {
+            continue;
+        }
+        out.push(Hierarchy {
+            controllers: line.controllers.clone(),
+            mount_point: m.mount_point.into(),
+            mount_root: m.root,
+            own_path: line.path.clone(),
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn create(
+    host: &HostPaths,
+    parent: Option<&str>,
+    id: &str,
+    limits: &Limits,
+) -> Result<CgroupRecord, CgroupError> {
+    let hs = hierarchies(host)?;
+    let mut dirs = BTreeMap::new();
+    let mut path = None;
+    for ctrl in REQUIRED.iter().chain(OPTIONAL.iter()) {
+        let Some(h) = hs.iter().find(|h| h.controllers.iter().any(|c| c == ctrl)) else {
+            if REQUIRED.contains(ctrl) {
+                return Err(CgroupError::ControllerMissing {
+                    controller: ctrl.to_string(),
+                    detail: format!("no v1 hierarchy in {}", host.mountinfo.display()),
+                });
+            }
+            continue;
+        };
+        let rel = container_rel(parent.unwrap_or(&h.own_path), id);
+        match dir_in_mount(&h.mount_point, &h.mount_root, &rel) {
+            Ok(d) => dirs.insert(ctrl.to_string(), d),
+            Err(e) if OPTIONAL.contains(ctrl) => {
+                tracing::warn!(controller = ctrl, error = %e, "optional cgroup controller skipped");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if *ctrl == "memory" {
+            path = Some(rel);
+        }
+    }
+    let record = CgroupRecord {
+        version: CgroupVersion::V1,
+        path: path.unwrap_or_default(),
+        dirs,
+    };
+    let mut unique: Vec<PathBuf> = record.dirs.values().cloned().collect();
+    unique.sort();
+    unique.dedup();
+    let mut made = Vec::new();
+    let result = unique
+        .iter()
+        .try_for_each(|d| {
+            mkdir_leaf(d)?;
+            made.push(d.clone());
+            Ok(())
+        })
+        .and_then(|()| apply_limits(&record.dirs, limits));
+    if let Err(e) = result {
+        tracing::warn!(cgroup = %record.path, error = %e, "cgroup creation failed; undoing");
+        for d in &made {
+            if let Err(e) = rmdir(d) {
+                tracing::warn!(dir = %d.display(), error = %e, "could not remove half-made cgroup");
+            }
+            rmdir_shared_parent(d);
+        }
+        return Err(e);
+    }
+    Ok(record)
+}
+
+fn apply_limits(dirs: &BTreeMap<String, PathBuf>, limits: &Limits) -> Result<(), CgroupError> {
+    let dir = |c: &str| {
+        dirs.get(c).ok_or_else(|| CgroupError::ControllerMissing {
+            controller: c.into(),
+            detail: "not in the record".into(),
+        })
+    };
+    if let Some(bytes) = limits.memory_bytes {
+        let mem = dir("memory")?;
+        let v = page_round(bytes)?.to_string();
+        write_checked(&mem.join("memory.limit_in_bytes"), &v, &v)?;
+        let memsw = mem.join("memory.memsw.limit_in_bytes");
+        if memsw.exists() {
+            write_checked(&memsw, &v, &v)?;
+        } else {
+            // No swap accounting on this kernel: the best we can do is not to swap.
+            tracing::warn!(dir = %mem.display(), "no memory.memsw.limit_in_bytes; using swappiness 0");
+            write_checked(&mem.join("memory.swappiness"), "0", "0")?;
+        }
+    }
+    if let Some(millis) = limits.cpu_millis {
+        let cpu = dir("cpu")?;
+        let q = cpu_quota_us(millis)?.to_string();
+        let p = CPU_PERIOD_US.to_string();
+        write_checked(&cpu.join("cpu.cfs_period_us"), &p, &p)?;
+        write_checked(&cpu.join("cpu.cfs_quota_us"), &q, &q)?;
+    }
+    if let Some(n) = limits.pids {
+        let v = n.to_string();
+        write_checked(&dir("pids")?.join("pids.max"), &v, &v)?;
+    }
+    Ok(())
+}
+
+fn file(dirs: &BTreeMap<String, PathBuf>, ctrl: &str, name: &str) -> Option<PathBuf> {
+    dirs.get(ctrl).map(|d| d.join(name))
+}
+
+/// Reads `ctrl`'s file `name`; `None` when the controller or the file is absent.
+fn read_ctrl(
+    dirs: &BTreeMap<String, PathBuf>,
+    ctrl: &str,
+    name: &str,
+) -> Result<Option<String>, CgroupError> {
+    match file(dirs, ctrl, name) {
+        Some(p) => read_opt(&p),
+        None => Ok(None),
+    }
+}
+
+fn number(dirs: &BTreeMap<String, PathBuf>, ctrl: &str, name: &str) -> Result<u64, CgroupError> {
+    Ok(read_ctrl(dirs, ctrl, name)?
+        .and_then(|t| parse::parse_u64(&t))
+        .unwrap_or(0))
+}
+
+pub(crate) fn stats(dirs: &BTreeMap<String, PathBuf>) -> Result<Stats, CgroupError> {
+    let mut s = Stats {
+        cpu_usage_ns: number(dirs, "cpuacct", "cpuacct.usage")?,
+        memory_current: number(dirs, "memory", "memory.usage_in_bytes")?,
+        pids_current: number(dirs, "pids", "pids.current")?,
+        ..Stats::default()
+    };
+    if let Some(t) = read_ctrl(dirs, "cpu", "cpu.stat")? {
+        let m = parse_flat_keyed(&t);
+        s.cpu_throttled_ns = m.get("throttled_time").copied().unwrap_or(0);
+        s.cpu_throttled_periods = m.get("nr_throttled").copied().unwrap_or(0);
+    }
+    if let (Some(q), Some(p)) = (
+        read_ctrl(dirs, "cpu", "cpu.cfs_quota_us")?,
+        read_ctrl(dirs, "cpu", "cpu.cfs_period_us")?,
+    ) {
+        s.cpu_limit_millis = parse::parse_v1_cpu_limit(&q, &p).flatten();
+    }
+    s.memory_peak =
+        read_ctrl(dirs, "memory", "memory.max_usage_in_bytes")?.and_then(|t| parse::parse_u64(&t));
+    s.memory_limit = read_ctrl(dirs, "memory", "memory.limit_in_bytes")?
+        .and_then(|t| parse::parse_v1_limit(&t))
+        .flatten();
+    s.pids_limit = read_ctrl(dirs, "pids", "pids.max")?
+        .and_then(|t| parse::parse_max(&t))
+        .flatten();
+    let ev = event_counters(dirs)?;
+    s.oom_kills = ev.oom_kills;
+    s.pids_limit_hits = ev.pids_limit_hits;
+    if let Some(t) = read_ctrl(dirs, "blkio", "blkio.throttle.io_service_bytes")? {
+        let (r, w) = parse::parse_blkio_service_bytes(&t);
+        s.io_read_bytes = Some(r);
+        s.io_write_bytes = Some(w);
+    }
+    Ok(s)
+}
+
+pub(crate) fn event_counters(
+    dirs: &BTreeMap<String, PathBuf>,
+) -> Result<EventCounters, CgroupError> {
+    let key = |t: Option<String>, k: &str| {
+        t.and_then(|t| parse_flat_keyed(&t).get(k).copied())
+            .unwrap_or(0)
+    };
+    Ok(EventCounters {
+        oom_kills: key(read_ctrl(dirs, "memory", "memory.oom_control")?, "oom_kill"),
+        pids_limit_hits: key(read_ctrl(dirs, "pids", "pids.events")?, "max"),
+    })
+}
+
+/// Freeze (if the freezer is there), SIGKILL every process, thaw, wait until empty, rmdir.
+pub(crate) fn remove(dirs: &[PathBuf]) -> Result<(), CgroupError> {
+    let start = Instant::now();
+    let live: Vec<&PathBuf> = dirs.iter().filter(|d| d.exists()).collect();
+    let freezer = live
+        .iter()
+        .map(|d| d.join("freezer.state"))
+        .find(|f| f.exists());
+    if let Some(f) = &freezer {
+        freeze(f, start)?;
+    }
+    let mut thawed = freezer.is_none();
+    loop {
+        let mut pids = Vec::new();
+        for d in &live {
+            if let Some(t) = read_opt(&d.join("cgroup.procs"))? {
+                pids.extend(parse::parse_pids(&t));
+            }
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        if pids.is_empty() {
+            break;
+        }
+        for &pid in &pids {
+            super::kill(pid);
+        }
+        if !thawed {
+            if let Some(f) = &freezer {
+                write(f, "THAWED")?;
+            }
+            thawed = true;
+        }
+        if start.elapsed() > REMOVE_TIMEOUT {
+            return Err(CgroupError::NotEmpty {
+                path: live.first().map(|d| d.to_path_buf()).unwrap_or_default(),
+                pids,
+                waited_ms: start.elapsed().as_millis() as u64,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if let (Some(f), false) = (&freezer, thawed) {
+        write(f, "THAWED")?;
+    }
+    for d in dirs {
+        super::rmdir_retrying(d, start, REMOVE_TIMEOUT)?;
+        rmdir_shared_parent(d);
+    }
+    Ok(())
+}
+
+fn freeze(state: &Path, start: Instant) -> Result<(), CgroupError> {
+    write(state, "FROZEN")?;
+    while start.elapsed() < Duration::from_secs(1) {
+        if read(state)?.trim() == "FROZEN" {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Still FREEZING (e.g. a task in uninterruptible sleep): killing still works, only racier.
+    tracing::warn!(file = %state.display(), "cgroup did not freeze within 1 s; killing anyway");
+    Ok(())
+}
