@@ -10,7 +10,9 @@ use crate::process::supervisor::{cleanup, process_start_time};
 use crate::process::ProcessError;
 use crate::rootfs::{self, RootfsError};
 use crate::state::{self, ContainerConfig, ContainerDir, LayerRef, StateDir, StateError};
-use protocol::{Change, ContainerInfo, ContainerState, LayerInfo, Limits, NamespaceInfo, ProcessEntry, Stats};
+use protocol::{
+    Change, ContainerInfo, ContainerState, LayerInfo, Limits, NamespaceInfo, ProcessEntry, Stats,
+};
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -72,6 +74,8 @@ pub struct CreateOptions {
     pub limits: Limits,
     pub init: bool,
     pub tty: bool,
+    /// Initial terminal size (cols, rows); 80×24 when unset.
+    pub tty_size: Option<(u16, u16)>,
     /// Keep stdin open (`-i`).
     pub interactive: bool,
     /// The caller's own stdio becomes the container's (foreground, no tty).
@@ -115,7 +119,9 @@ impl Runtime {
         let image = self.images.resolve(&opts.image)?;
         let id = state::new_id();
         let name = match &opts.name {
-            Some(n) if !state::is_valid_name(n) => return Err(ContainerError::InvalidName(n.clone())),
+            Some(n) if !state::is_valid_name(n) => {
+                return Err(ContainerError::InvalidName(n.clone()))
+            }
             Some(n) => n.clone(),
             None => id[..12].to_string(),
         };
@@ -135,7 +141,8 @@ impl Runtime {
                 source,
             })?;
             let made = (|| -> Result<ContainerConfig> {
-                let cgroup = Cgroup::create(&CgroupParent(self.cgroup_parent.clone()), &id, &opts.limits)?;
+                let cgroup =
+                    Cgroup::create(&CgroupParent(self.cgroup_parent.clone()), &id, &opts.limits)?;
                 let config = ContainerConfig {
                     id: id.clone(),
                     name,
@@ -143,14 +150,23 @@ impl Runtime {
                     layers: image
                         .layers
                         .iter()
-                        .map(|l| LayerRef { digest: l.digest.clone(), size: l.size, dir: l.dir.clone() })
+                        .map(|l| LayerRef {
+                            digest: l.digest.clone(),
+                            size: l.size,
+                            dir: l.dir.clone(),
+                        })
                         .collect(),
-                    cmd: if opts.cmd.is_empty() { vec!["/bin/sh".into()] } else { opts.cmd.clone() },
+                    cmd: if opts.cmd.is_empty() {
+                        vec!["/bin/sh".into()]
+                    } else {
+                        opts.cmd.clone()
+                    },
                     env: container_env(&opts.env, &hostname, opts.tty),
                     hostname,
                     limits: opts.limits,
                     init: opts.init,
                     tty: opts.tty,
+                    tty_size: opts.tty_size,
                     interactive: opts.interactive,
                     foreground: opts.foreground,
                     auto_remove: opts.auto_remove,
@@ -170,7 +186,9 @@ impl Runtime {
             }
         };
         let stdio = if opts.foreground && !opts.tty {
-            Stdio3::Inherit { stdin: opts.interactive }
+            Stdio3::Inherit {
+                stdin: opts.interactive,
+            }
         } else {
             Stdio3::Capture
         };
@@ -184,7 +202,10 @@ impl Runtime {
             }
             Ok((SpawnReport::Failed { error, exit_code }, _)) => {
                 self.discard(&dir);
-                Err(ContainerError::StartFailed { message: error, exit_code })
+                Err(ContainerError::StartFailed {
+                    message: error,
+                    exit_code,
+                })
             }
             Ok((SpawnReport::Exited { code }, _)) => {
                 self.discard(&dir);
@@ -287,7 +308,13 @@ impl Runtime {
             .iter()
             .map(|(k, v)| {
                 let host_inode = host_ns.get(k).copied().unwrap_or(0);
-                (k.clone(), NamespaceInfo { inode: *v, host_inode })
+                (
+                    k.clone(),
+                    NamespaceInfo {
+                        inode: *v,
+                        host_inode,
+                    },
+                )
             })
             .collect::<BTreeMap<_, _>>();
         ContainerInfo {
@@ -346,7 +373,10 @@ impl Runtime {
         let cgroup = Cgroup::open(&config.cgroup);
         if alive {
             if let Some(pid) = st.host_pid {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
         // Let the supervisor see the exit and leave; it must not write into a
@@ -357,7 +387,10 @@ impl Runtime {
                 std::thread::sleep(Duration::from_millis(5));
             }
             if is_our_supervisor(sup, &dir) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup as i32), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(sup as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
         let errors = cleanup(&dir, &cgroup, true);
@@ -380,7 +413,9 @@ impl Runtime {
         let mut host_to_ns = BTreeMap::new();
         let mut rows = Vec::new();
         for host_pid in pids {
-            let Some((ns_pid, host_ppid)) = ns_pid_and_ppid(host_pid) else { continue };
+            let Some((ns_pid, host_ppid)) = ns_pid_and_ppid(host_pid) else {
+                continue;
+            };
             host_to_ns.insert(host_pid, ns_pid);
             rows.push((host_pid, ns_pid, host_ppid, cmdline(host_pid)));
         }
@@ -411,7 +446,10 @@ impl Runtime {
         let mut in_use = HashSet::new();
         for c in self.list_configs()? {
             if c.image == image.name {
-                return Err(ContainerError::ImageInUse { image: image.name, container: c.id });
+                return Err(ContainerError::ImageInUse {
+                    image: image.name,
+                    container: c.id,
+                });
             }
             in_use.extend(c.layers.iter().map(|l| l.digest.clone()));
         }
@@ -454,7 +492,9 @@ fn container_env(user: &[String], hostname: &str, tty: bool) -> Vec<String> {
 
 fn pid_alive(pid: Option<u32>, start: Option<u64>) -> bool {
     match pid {
-        Some(pid) => process_start_time(pid as i32).is_some_and(|s| start.is_none_or(|want| want == s)),
+        Some(pid) => {
+            process_start_time(pid as i32).is_some_and(|s| start.is_none_or(|want| want == s))
+        }
         None => false,
     }
 }

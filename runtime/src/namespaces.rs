@@ -33,13 +33,34 @@ pub struct Kind {
 /// grants; the mount namespace comes last because joining it changes our root
 /// and cwd, after which `/proc/PID/ns` of the host may no longer be reachable.
 pub const JOIN_ORDER: &[Kind] = &[
-    Kind { name: "user", flag: CloneFlags::CLONE_NEWUSER },
-    Kind { name: "ipc", flag: CloneFlags::CLONE_NEWIPC },
-    Kind { name: "uts", flag: CloneFlags::CLONE_NEWUTS },
-    Kind { name: "net", flag: CloneFlags::CLONE_NEWNET },
-    Kind { name: "pid", flag: CloneFlags::CLONE_NEWPID },
-    Kind { name: "cgroup", flag: CloneFlags::CLONE_NEWCGROUP },
-    Kind { name: "mnt", flag: CloneFlags::CLONE_NEWNS },
+    Kind {
+        name: "user",
+        flag: CloneFlags::CLONE_NEWUSER,
+    },
+    Kind {
+        name: "ipc",
+        flag: CloneFlags::CLONE_NEWIPC,
+    },
+    Kind {
+        name: "uts",
+        flag: CloneFlags::CLONE_NEWUTS,
+    },
+    Kind {
+        name: "net",
+        flag: CloneFlags::CLONE_NEWNET,
+    },
+    Kind {
+        name: "pid",
+        flag: CloneFlags::CLONE_NEWPID,
+    },
+    Kind {
+        name: "cgroup",
+        flag: CloneFlags::CLONE_NEWCGROUP,
+    },
+    Kind {
+        name: "mnt",
+        flag: CloneFlags::CLONE_NEWNS,
+    },
 ];
 
 /// Namespaces every container gets of its own (the user namespace is

@@ -65,6 +65,9 @@ pub struct ContainerConfig {
     pub limits: Limits,
     pub init: bool,
     pub tty: bool,
+    /// Initial terminal size (cols, rows), set before the command starts.
+    #[serde(default)]
+    pub tty_size: Option<(u16, u16)>,
     /// Keep stdin open for the container's command (`-i`).
     pub interactive: bool,
     /// The caller's own stdio is the container's (a foreground run without a terminal).
@@ -212,7 +215,9 @@ pub fn new_id() -> String {
 }
 
 pub fn is_valid_id(s: &str) -> bool {
-    s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 16
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Names: what a user types after `--name`; also used as the default hostname.
@@ -220,7 +225,8 @@ pub fn is_valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 pub fn now_ms() -> u64 {

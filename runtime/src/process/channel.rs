@@ -38,8 +38,11 @@ pub struct Channel<S, R> {
     _types: PhantomData<fn(S) -> R>,
 }
 
+/// Both ends of a channel: the first sends `A` and receives `B`.
+pub type Pair<A, B> = (Channel<A, B>, Channel<B, A>);
+
 /// A connected pair: `(a, b)`, where `a` sends `A` and receives `B`.
-pub fn pair<A, B>() -> Result<(Channel<A, B>, Channel<B, A>), ChannelError>
+pub fn pair<A, B>() -> Result<Pair<A, B>, ChannelError>
 where
     A: Serialize + DeserializeOwned,
     B: Serialize + DeserializeOwned,
@@ -80,7 +83,13 @@ impl<S: Serialize, R: DeserializeOwned> Channel<S, R> {
         let cmsg = [ControlMessage::ScmRights(fds)];
         let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
         loop {
-            match sendmsg::<()>(self.fd.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            match sendmsg::<()>(
+                self.fd.as_raw_fd(),
+                &iov,
+                cmsgs,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
                 Ok(_) => return Ok(()),
                 Err(nix::Error::EINTR) => continue,
                 Err(e) => return Err(ChannelError::Send(e)),
@@ -141,12 +150,16 @@ mod tests {
     fn messages_and_fds_cross_and_eof_is_closed() {
         let (a, b) = pair::<Ping, Pong>().unwrap();
         let file = std::fs::File::open("/proc/self/status").unwrap();
-        a.send_with_fds(&Ping::Hello(7), &[file.as_raw_fd()]).unwrap();
+        a.send_with_fds(&Ping::Hello(7), &[file.as_raw_fd()])
+            .unwrap();
         let (msg, fds) = b.recv().unwrap();
         assert_eq!(msg, Ping::Hello(7));
         assert_eq!(fds.len(), 1);
         let flags = nix::fcntl::fcntl(&fds[0], nix::fcntl::FcntlArg::F_GETFD).unwrap();
-        assert!(flags & libc::FD_CLOEXEC != 0, "received fds must be CLOEXEC");
+        assert!(
+            flags & libc::FD_CLOEXEC != 0,
+            "received fds must be CLOEXEC"
+        );
         b.send(&Pong::Back("x".into())).unwrap();
         assert_eq!(a.recv().unwrap().0, Pong::Back("x".into()));
         drop(b);

@@ -112,7 +112,9 @@ impl Client {
                         stdout.flush()?;
                     }
                     Frame::Control(Reply::Exit { code }) => return Ok(code),
-                    Frame::Control(Reply::Error { message }) => return Err(ClientError::Remote(message)),
+                    Frame::Control(Reply::Error { message }) => {
+                        return Err(ClientError::Remote(message))
+                    }
                     Frame::Control(_) | Frame::Input(_) => {}
                 }
             }
@@ -129,7 +131,10 @@ impl Client {
                 Ok(_) | Err(nix::Error::EINTR) => {}
                 Err(e) => return Err(ClientError::Io(e.into())),
             }
-            let ev: Vec<PollFlags> = fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
+            let ev: Vec<PollFlags> = fds
+                .iter()
+                .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+                .collect();
             drop(fds);
             if ev[0].intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
                 self.fill()?;
@@ -172,7 +177,13 @@ pub fn attach_main(socket: &Path, raw_tty: bool) -> Result<i32, ClientError> {
 }
 
 /// Run a command in a container and relay its terminal.
-pub fn exec(socket: &Path, cmd: Vec<String>, env: Vec<String>, tty_mode: bool, interactive: bool) -> Result<i32, ClientError> {
+pub fn exec(
+    socket: &Path,
+    cmd: Vec<String>,
+    env: Vec<String>,
+    tty_mode: bool,
+    interactive: bool,
+) -> Result<i32, ClientError> {
     let mut c = Client::connect(socket)?;
     let (cols, rows) = tty::get_size(0).unwrap_or((80, 24));
     c.send(Request::Exec {

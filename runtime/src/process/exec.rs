@@ -49,7 +49,14 @@ pub fn spawn(
     let helper = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(ours);
-            let code = helper_main(req, &env, ns_fds, cgroup_procs, pipe.as_ref().map(|(_, w)| w.as_raw_fd()), theirs);
+            let code = helper_main(
+                req,
+                &env,
+                ns_fds,
+                cgroup_procs,
+                pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
+                theirs,
+            );
             // SAFETY: leave without running the supervisor's exit handlers.
             unsafe { libc::_exit(code) }
         }
@@ -68,7 +75,9 @@ pub fn spawn(
         match ours.recv() {
             Ok((FromChild::PtyMaster, mut fds)) => master = fds.pop(),
             Ok((FromChild::ExecPid(p), _)) => pid = Some(Pid::from_raw(p)),
-            Ok((FromChild::SetupFailed(e), _)) | Ok((FromChild::ExecFailed(e), _)) => failure = Some(e),
+            Ok((FromChild::SetupFailed(e), _)) | Ok((FromChild::ExecFailed(e), _)) => {
+                failure = Some(e)
+            }
             Err(_) => break,
         }
     }
@@ -142,7 +151,14 @@ fn helper_main(
             let _ = super::dup_onto(w, 2);
         }
         // SAFETY: only sets CLOEXEC flags.
-        unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+        unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        };
         match exec_in_root(&req.cmd, env) {
             Ok(never) => match never {},
             Err((code, msg)) => {
@@ -153,7 +169,14 @@ fn helper_main(
     });
     // SAFETY: single-threaded; the child runs on its own stack. CLONE_PARENT
     // makes the supervisor its parent.
-    match unsafe { nix::sched::clone(cb, &mut stack, CloneFlags::CLONE_PARENT, Some(libc::SIGCHLD)) } {
+    match unsafe {
+        nix::sched::clone(
+            cb,
+            &mut stack,
+            CloneFlags::CLONE_PARENT,
+            Some(libc::SIGCHLD),
+        )
+    } {
         Ok(pid) => {
             // This helper is outside the PID namespace, so it sees the host PID.
             let _ = chan.send(&FromChild::ExecPid(pid.as_raw()));

@@ -31,6 +31,7 @@ pub struct InitContext {
     pub cgroup_procs: Vec<PathBuf>,
     pub mount_cgroup2: bool,
     pub tty: bool,
+    pub tty_size: (u16, u16),
     /// Run Glassbox's init as PID 1 (else the command is PID 1 itself).
     pub init: bool,
     /// Write end of the output pipe for detached non-tty containers.
@@ -60,7 +61,8 @@ fn setup(ctx: &InitContext, chan: &ChildChannel) -> Result<Option<OwnedFd>, Stri
     // Join the container's cgroup ("0" means the writer), then make it the
     // root of a cgroup namespace of its own.
     for procs in &ctx.cgroup_procs {
-        std::fs::write(procs, b"0").map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
+        std::fs::write(procs, b"0")
+            .map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
     }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| format!("unsharing the cgroup namespace: {e}"))?;
@@ -80,6 +82,9 @@ fn setup(ctx: &InitContext, chan: &ChildChannel) -> Result<Option<OwnedFd>, Stri
     close_stray_fds();
     if ctx.tty {
         let pty = tty::open_pty().map_err(|e| format!("opening the container's pty: {e}"))?;
+        let (cols, rows) = ctx.tty_size;
+        tty::set_size(std::os::fd::AsFd::as_fd(&pty.slave), cols, rows)
+            .map_err(|e| format!("sizing the pty: {e}"))?;
         chan.send_with_fds(&FromChild::PtyMaster, &[pty.master.as_raw_fd()])
             .map_err(|e| format!("handing over the pty: {e}"))?;
         drop(pty.master);
@@ -94,7 +99,12 @@ fn setup(ctx: &InitContext, chan: &ChildChannel) -> Result<Option<OwnedFd>, Stri
 fn close_stray_fds() {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
     unsafe {
-        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
     }
 }
 
@@ -107,8 +117,12 @@ fn exec_command(
     chan: &ChildChannel,
 ) -> isize {
     if let Some(slave) = slave {
+        // Under --init this is the forked command, not yet a session leader.
+        let _ = setsid();
         if let Err(e) = tty::set_controlling(slave) {
-            let _ = chan.send(&FromChild::SetupFailed(format!("controlling terminal: {e}")));
+            let _ = chan.send(&FromChild::SetupFailed(format!(
+                "controlling terminal: {e}"
+            )));
             return 125;
         }
         for fd in 0..3 {
@@ -129,7 +143,10 @@ fn exec_command(
 }
 
 /// Resolve `cmd[0]` on the container's PATH and execve it.
-pub fn exec_in_root(cmd: &[String], env: &[String]) -> Result<std::convert::Infallible, (i32, String)> {
+pub fn exec_in_root(
+    cmd: &[String],
+    env: &[String],
+) -> Result<std::convert::Infallible, (i32, String)> {
     let Some(prog) = cmd.first() else {
         return Err((127, "no command given".into()));
     };
@@ -146,14 +163,17 @@ pub fn exec_in_root(cmd: &[String], env: &[String]) -> Result<std::convert::Infa
             .map(|d| PathBuf::from(d).join(prog))
             .collect()
     };
-    let to_c = |s: &str| CString::new(s).map_err(|_| (127, format!("argument {s:?} contains a NUL byte")));
+    let to_c =
+        |s: &str| CString::new(s).map_err(|_| (127, format!("argument {s:?} contains a NUL byte")));
     let argv = cmd.iter().map(|a| to_c(a)).collect::<Result<Vec<_>, _>>()?;
     let envp = env.iter().map(|e| to_c(e)).collect::<Result<Vec<_>, _>>()?;
     // Restore the default signal state the user's program expects.
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     let mut last = nix::Error::ENOENT;
     for cand in &candidates {
-        let Ok(path) = CString::new(cand.as_os_str().as_encoded_bytes()) else { continue };
+        let Ok(path) = CString::new(cand.as_os_str().as_encoded_bytes()) else {
+            continue;
+        };
         match nix::unistd::execve(&path, &argv, &envp) {
             Ok(never) => match never {},
             // Keep the most telling error: "permission denied" beats "not found".
@@ -177,9 +197,13 @@ fn run_init(ctx: &InitContext, chan: ChildChannel, slave: Option<OwnedFd>) -> is
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), None);
     // SAFETY: this process is single-threaded (a clone of the single-threaded supervisor).
     let child = match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            std::process::exit(exec_command(&ctx.cmd, &ctx.env, slave.as_ref(), ctx.output_pipe, &chan) as i32)
-        }
+        Ok(ForkResult::Child) => std::process::exit(exec_command(
+            &ctx.cmd,
+            &ctx.env,
+            slave.as_ref(),
+            ctx.output_pipe,
+            &chan,
+        ) as i32),
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => {
             let _ = chan.send(&FromChild::SetupFailed(format!("forking the command: {e}")));
@@ -193,11 +217,42 @@ fn run_init(ctx: &InitContext, chan: ChildChannel, slave: Option<OwnedFd>) -> is
     if let Some(pipe) = ctx.output_pipe {
         let _ = nix::unistd::close(pipe);
     }
+    name_self_init();
     // Nobody in the container may open /proc/1/exe or ptrace us: PID 1's
     // memory is a copy of the host binary.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     reap_and_forward(child)
+}
+
+/// Show up in `ps` as `glassbox-init`, not with the supervisor's argv (which
+/// names host paths): rename the thread and overwrite the argv area in place,
+/// as setproctitle does.
+fn name_self_init() {
+    const NAME: &[u8] = b"glassbox-init\0";
+    // SAFETY: PR_SET_NAME copies a NUL-terminated string.
+    unsafe { libc::prctl(libc::PR_SET_NAME, NAME.as_ptr() as libc::c_ulong, 0, 0, 0) };
+    let Some((start, end)) = argv_area() else {
+        return;
+    };
+    if end <= start || end - start < NAME.len() {
+        return;
+    }
+    // SAFETY: [start, end) is this process's own argv area (from
+    // /proc/self/stat); nothing reads it after std captured the arguments.
+    unsafe {
+        std::ptr::write_bytes(start as *mut u8, 0, end - start);
+        std::ptr::copy_nonoverlapping(NAME.as_ptr(), start as *mut u8, NAME.len());
+    }
+}
+
+/// Fields 48 and 49 of /proc/self/stat: where argv lives.
+fn argv_area() -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // `rest` starts at field 3.
+    Some((fields.get(45)?.parse().ok()?, fields.get(46)?.parse().ok()?))
 }
 
 fn reap_and_forward(child: Pid) -> ! {

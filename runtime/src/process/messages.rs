@@ -26,9 +26,17 @@ pub enum ToChild {
 /// Supervisor → whoever spawned it: the outcome of starting the container.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum SpawnReport {
-    Started { host_pid: u32, supervisor_pid: u32 },
+    Started {
+        host_pid: u32,
+        supervisor_pid: u32,
+    },
     /// `exit_code` is what `docker run` would exit with (125 setup, 126/127 exec).
-    Failed { error: String, exit_code: i32 },
+    Failed {
+        error: String,
+        exit_code: i32,
+    },
     /// The container's main process exited (sent after auto-remove, if any).
-    Exited { code: i32 },
+    Exited {
+        code: i32,
+    },
 }

@@ -57,7 +57,11 @@ impl Ring {
     pub fn since(&self, since: u64) -> Replay {
         let next = self.next_seq();
         if since >= next {
-            return Replay { gap: None, seq: next, data: Vec::new() };
+            return Replay {
+                gap: None,
+                seq: next,
+                data: Vec::new(),
+            };
         }
         let (gap, from) = if since < self.start {
             (Some((since, self.start)), self.start)
@@ -81,7 +85,14 @@ mod tests {
     fn replays_exactly_what_was_missed() {
         let mut r = Ring::new(8);
         r.push(b"hello");
-        assert_eq!(r.since(2), Replay { gap: None, seq: 2, data: b"llo".to_vec() });
+        assert_eq!(
+            r.since(2),
+            Replay {
+                gap: None,
+                seq: 2,
+                data: b"llo".to_vec()
+            }
+        );
         assert_eq!(r.since(5).data, b"");
         assert_eq!(r.since(99).seq, 5);
     }

@@ -144,7 +144,8 @@ impl Server {
         unsafe {
             let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigIgn);
         }
-        let Ok(sigfd) = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) else {
+        let Ok(sigfd) = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        else {
             return 1;
         };
         // A child may have exited before the signalfd existed.
@@ -210,7 +211,10 @@ impl Server {
         if poll(&mut fds, timeout).is_err() {
             return;
         }
-        let revents: Vec<PollFlags> = fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
+        let revents: Vec<PollFlags> = fds
+            .iter()
+            .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+            .collect();
         drop(fds);
         if revents[0].contains(PollFlags::POLLIN) {
             while sigfd.read_signal().ok().flatten().is_some() {}
@@ -228,7 +232,10 @@ impl Server {
                 self.flush_input(*id);
             }
         }
-        let n = self.clients.len().min(revents.len().saturating_sub(first_client));
+        let n = self
+            .clients
+            .len()
+            .min(revents.len().saturating_sub(first_client));
         for i in (0..n).rev() {
             let ev = revents[first_client + i];
             let mut keep = true;
@@ -282,38 +289,34 @@ impl Server {
         }
     }
 
+    /// Read one chunk of a session's output (one per poll round keeps other
+    /// sessions and clients served) and fan it out to attached clients.
     fn read_output(&mut self, id: u32) {
-        let Some(session) = self.sessions.get_mut(&id) else { return };
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let Some(fd) = &session.output else { return };
         let mut buf = vec![0u8; READ_CHUNK];
-        loop {
-            let Some(fd) = &session.output else { return };
-            match nix::unistd::read(fd.as_fd(), &mut buf) {
-                Ok(0) | Err(nix::Error::EIO) => {
-                    session.output = None;
-                    return;
-                }
-                Ok(n) => {
-                    let seq = session.ring.next_seq();
-                    session.ring.push(&buf[..n]);
-                    for c in self.clients.iter_mut() {
-                        if c.target.as_ref().map(key) == Some(id) {
-                            wire::encode_output(seq, &buf[..n], &mut c.wbuf);
-                        }
+        match nix::unistd::read(fd.as_fd(), &mut buf) {
+            Ok(0) | Err(nix::Error::EIO) => session.output = None,
+            Ok(n) => {
+                let seq = session.ring.next_seq();
+                session.ring.push(&buf[..n]);
+                for c in self.clients.iter_mut() {
+                    if c.target.as_ref().map(key) == Some(id) {
+                        wire::encode_output(seq, &buf[..n], &mut c.wbuf);
                     }
-                    // One chunk per poll round keeps other sessions and clients served.
-                    return;
-                }
-                Err(nix::Error::EAGAIN) | Err(nix::Error::EINTR) => return,
-                Err(_) => {
-                    session.output = None;
-                    return;
                 }
             }
+            Err(nix::Error::EAGAIN) | Err(nix::Error::EINTR) => {}
+            Err(_) => session.output = None,
         }
     }
 
     fn flush_input(&mut self, id: u32) {
-        let Some(session) = self.sessions.get_mut(&id) else { return };
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
         let Some(fd) = &session.output else {
             session.pending_input.clear();
             return;
@@ -357,7 +360,12 @@ impl Server {
                 }
                 Ok(None) => return true,
                 Err(e) => {
-                    self.reply(i, Reply::Error { message: e.to_string() });
+                    self.reply(
+                        i,
+                        Reply::Error {
+                            message: e.to_string(),
+                        },
+                    );
                     self.clients[i].closing = true;
                     self.clients[i].rbuf.clear();
                     return true;
@@ -382,7 +390,12 @@ impl Server {
                     }
                 }
             }
-            Frame::Output { .. } => self.reply(i, Reply::Error { message: "clients do not send output".into() }),
+            Frame::Output { .. } => self.reply(
+                i,
+                Reply::Error {
+                    message: "clients do not send output".into(),
+                },
+            ),
             Frame::Control(req) => self.handle_request(i, req),
         }
     }
@@ -399,29 +412,59 @@ impl Server {
             Request::Resize { cols, rows } => {
                 let (cols, rows) = protocol::tty::clamp_size(cols.into(), rows.into());
                 let target = self.clients[i].target.as_ref().map(key);
-                if let Some(fd) = target.and_then(|t| self.sessions.get(&t)).filter(|s| s.tty).and_then(|s| s.output.as_ref()) {
+                if let Some(fd) = target
+                    .and_then(|t| self.sessions.get(&t))
+                    .filter(|s| s.tty)
+                    .and_then(|s| s.output.as_ref())
+                {
                     let _ = crate::tty::set_size(fd.as_fd(), cols, rows);
                 }
             }
             Request::Signal { signal } => {
                 let target = self.clients[i].target.as_ref().map(key).unwrap_or(0);
-                let result = Signal::try_from(signal).map_err(|e| e.to_string()).and_then(|sig| {
-                    let s = self.sessions.get(&target).filter(|s| s.exit_code.is_none()).ok_or("process has exited")?;
-                    nix::sys::signal::kill(s.pid, sig).map_err(|e| e.to_string())
-                });
+                let result = Signal::try_from(signal)
+                    .map_err(|e| e.to_string())
+                    .and_then(|sig| {
+                        let s = self
+                            .sessions
+                            .get(&target)
+                            .filter(|s| s.exit_code.is_none())
+                            .ok_or("process has exited")?;
+                        nix::sys::signal::kill(s.pid, sig).map_err(|e| e.to_string())
+                    });
                 if let Err(message) = result {
                     self.reply(i, Reply::Error { message });
                 }
             }
             Request::CloseStdin => {}
-            Request::Exec { cmd, env, tty, cols, rows } => self.exec(i, ExecRequest { cmd, env, tty, cols, rows }),
+            Request::Exec {
+                cmd,
+                env,
+                tty,
+                cols,
+                rows,
+            } => self.exec(
+                i,
+                ExecRequest {
+                    cmd,
+                    env,
+                    tty,
+                    cols,
+                    rows,
+                },
+            ),
         }
     }
 
     fn attach(&mut self, i: usize, target: Target, since: Option<u64>) {
         let id = key(&target);
         let Some(session) = self.sessions.get(&id) else {
-            self.reply(i, Reply::Error { message: format!("no such terminal: {target:?}") });
+            self.reply(
+                i,
+                Reply::Error {
+                    message: format!("no such terminal: {target:?}"),
+                },
+            );
             return;
         };
         let replay = session.ring.since(since.unwrap_or(u64::MAX));
@@ -429,7 +472,13 @@ impl Server {
         if id == 0 {
             self.main_attached = true;
         }
-        self.reply(i, Reply::Attached { target: target.clone(), next_seq: session.ring.next_seq() });
+        self.reply(
+            i,
+            Reply::Attached {
+                target: target.clone(),
+                next_seq: session.ring.next_seq(),
+            },
+        );
         if let Some((from, to)) = replay.gap {
             self.reply(i, Reply::Gap { from, to });
         }
@@ -444,7 +493,12 @@ impl Server {
 
     fn exec(&mut self, i: usize, req: ExecRequest) {
         if self.sessions.get(&0).is_some_and(|s| s.exit_code.is_some()) {
-            self.reply(i, Reply::Error { message: "container is not running".into() });
+            self.reply(
+                i,
+                Reply::Error {
+                    message: "container is not running".into(),
+                },
+            );
             return;
         }
         let procs = self.cgroup.procs_files();
@@ -453,7 +507,13 @@ impl Server {
                 let id = self.next_exec;
                 self.next_exec += 1;
                 self.sessions.insert(id, Session::new(pid, output, req.tty));
-                self.reply(i, Reply::ExecStarted { exec_id: id, host_pid: pid.as_raw() as u32 });
+                self.reply(
+                    i,
+                    Reply::ExecStarted {
+                        exec_id: id,
+                        host_pid: pid.as_raw() as u32,
+                    },
+                );
                 self.attach(i, Target::Exec(id), Some(0));
             }
             Err(message) => self.reply(i, Reply::Error { message }),
@@ -470,8 +530,16 @@ impl Server {
 
     /// The main process is gone: record it, clean up if asked, tell everyone, flush, exit.
     fn finish(mut self) -> i32 {
-        let code = self.sessions.get(&0).and_then(|s| s.exit_code).unwrap_or(-1);
-        let oom = self.cgroup.event_counters().map(|c| c.oom_kills > 0).unwrap_or(false);
+        let code = self
+            .sessions
+            .get(&0)
+            .and_then(|s| s.exit_code)
+            .unwrap_or(-1);
+        let oom = self
+            .cgroup
+            .event_counters()
+            .map(|c| c.oom_kills > 0)
+            .unwrap_or(false);
         self.state = finished_state(self.state.clone(), code, oom);
         if self.config.auto_remove {
             for e in cleanup(&self.dir, &self.cgroup, true) {
@@ -487,7 +555,11 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(2);
         for c in self.clients.iter_mut() {
             let _ = c.stream.set_nonblocking(false);
-            let _ = c.stream.set_write_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))));
+            let _ = c.stream.set_write_timeout(Some(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            ));
             let _ = c.stream.write_all(&c.wbuf);
         }
         0

@@ -30,6 +30,51 @@ pub struct SupervisorHandle {
 }
 
 impl SupervisorHandle {
+    /// Like [`wait_exit`](Self::wait_exit), but hands SIGINT, SIGTERM, SIGHUP
+    /// and SIGQUIT received meanwhile to `on_signal` (a foreground `gbx run`
+    /// forwards them to the container, as `docker run` does).
+    pub fn wait_exit_forwarding(
+        &self,
+        mut on_signal: impl FnMut(nix::sys::signal::Signal),
+    ) -> Result<i32, ProcessError> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use nix::sys::signal::{SigSet, Signal};
+        use nix::sys::signalfd::{SfdFlags, SignalFd};
+        use std::os::fd::{AsFd, BorrowedFd};
+        let mut mask = SigSet::empty();
+        for sig in [
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+        ] {
+            mask.add(sig);
+        }
+        let _ = mask.thread_block();
+        let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(|e| ProcessError::Channel(channel::ChannelError::Receive(e)))?;
+        loop {
+            // SAFETY: the channel's fd lives as long as self.
+            let chan_fd = unsafe { BorrowedFd::borrow_raw(self.chan.raw_fd()) };
+            let mut fds = [
+                PollFd::new(chan_fd, PollFlags::POLLIN),
+                PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+            ];
+            let _ = poll(&mut fds, PollTimeout::NONE);
+            let (chan_ev, sig_ev) = (fds[0].revents(), fds[1].revents());
+            if sig_ev.is_some_and(|e| e.contains(PollFlags::POLLIN)) {
+                while let Ok(Some(info)) = sigfd.read_signal() {
+                    if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
+                        on_signal(sig);
+                    }
+                }
+            }
+            if chan_ev.is_some_and(|e| !e.is_empty()) {
+                return self.wait_exit();
+            }
+        }
+    }
+
     /// Block until the container has exited (and, with auto-remove, is gone).
     pub fn wait_exit(&self) -> Result<i32, ProcessError> {
         loop {
@@ -56,10 +101,16 @@ pub fn spawn_supervisor(
     match stdio {
         Stdio3::Inherit { stdin } => {
             cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
-            cmd.stdin(if stdin { Stdio::inherit() } else { Stdio::null() });
+            cmd.stdin(if stdin {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
         }
         Stdio3::Capture => {
-            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
         }
     }
     // SAFETY: only async-signal-safe calls (dup2, setsid) between fork and exec.

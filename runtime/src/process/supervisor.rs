@@ -22,7 +22,10 @@ pub type SpawnChannel = Channel<SpawnReport, ()>;
 pub fn main(dir: PathBuf) -> ! {
     // SAFETY: fd 3 was set up by the spawner (dup2 in pre_exec) and is ours alone.
     let spawn_fd = unsafe { OwnedFd::from_raw_fd(SPAWN_FD) };
-    let _ = nix::fcntl::fcntl(&spawn_fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
+    let _ = nix::fcntl::fcntl(
+        &spawn_fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
     let spawn: SpawnChannel = Channel::from_fd(spawn_fd);
     // Detach: the spawner reaps our first process right away; the second one
     // is adopted by init (or the nearest subreaper) and lives on.
@@ -61,7 +64,10 @@ fn start(dir: &ContainerDir, spawn: &SpawnChannel) -> Result<Server, (String, i3
     let listener = UnixListener::bind(&socket)
         .map_err(|e| setup_err(format!("binding {}: {e}", socket.display())))?;
     let output_pipe = if !config.tty && !is_inherited_stdio(&config) {
-        Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| setup_err(format!("pipe: {e}")))?)
+        Some(
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| setup_err(format!("pipe: {e}")))?,
+        )
     } else {
         None
     };
@@ -74,13 +80,18 @@ fn start(dir: &ContainerDir, spawn: &SpawnChannel) -> Result<Server, (String, i3
         work: dir.work(),
         target: dir.rootfs(),
         cgroup_procs: cgroup.procs_files(),
-        mount_cgroup2: matches!(crate::cgroups::detect_version(), Ok(protocol::CgroupVersion::V2)),
+        mount_cgroup2: matches!(
+            crate::cgroups::detect_version(),
+            Ok(protocol::CgroupVersion::V2)
+        ),
         tty: config.tty,
+        tty_size: config.tty_size.unwrap_or((80, 24)),
         init: config.init,
         output_pipe: output_pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
     };
     let _ = std::fs::create_dir(dir.rootfs());
-    let (ours, theirs) = channel::pair::<ToChild, FromChild>().map_err(|e| setup_err(e.to_string()))?;
+    let (ours, theirs) =
+        channel::pair::<ToChild, FromChild>().map_err(|e| setup_err(e.to_string()))?;
     let mut theirs = Some(theirs);
     let mut stack = vec![0u8; 256 * 1024];
     let cb = Box::new(move || match theirs.take() {
@@ -89,7 +100,12 @@ fn start(dir: &ContainerDir, spawn: &SpawnChannel) -> Result<Server, (String, i3
     });
     // SAFETY: we are single-threaded; the child runs on its own stack.
     let pid = unsafe {
-        nix::sched::clone(cb, &mut stack, namespaces::container_flags(), Some(libc::SIGCHLD))
+        nix::sched::clone(
+            cb,
+            &mut stack,
+            namespaces::container_flags(),
+            Some(libc::SIGCHLD),
+        )
     }
     .map_err(|e| setup_err(format!("cloning the container: {e}")))?;
     // Our copy of the child's end closes with the closure's drop in this process.
@@ -125,18 +141,31 @@ fn start(dir: &ContainerDir, spawn: &SpawnChannel) -> Result<Server, (String, i3
         namespaces: ns,
         ..Default::default()
     };
-    dir.write_state(&state).map_err(|e| setup_err(e.to_string()))?;
+    dir.write_state(&state)
+        .map_err(|e| setup_err(e.to_string()))?;
     let _ = spawn.send(&SpawnReport::Started {
         host_pid: host_pid as u32,
         supervisor_pid: std::process::id(),
     });
     redirect_stdio_to_null();
     let main = Session::new(pid, master.or(out_read), config.tty);
-    Ok(Server::new(dir.clone(), config, cgroup, listener, main, ns_fds, state))
+    Ok(Server::new(
+        dir.clone(),
+        config,
+        cgroup,
+        listener,
+        main,
+        ns_fds,
+        state,
+    ))
 }
 
 fn exec_code(msg: &str) -> i32 {
-    if msg.contains("not found") { 127 } else { 126 }
+    if msg.contains("not found") {
+        127
+    } else {
+        126
+    }
 }
 
 fn reap_failed(pid: Pid, error: String, code: i32) -> (String, i32) {
@@ -172,7 +201,11 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
 }
 
 fn redirect_stdio_to_null() {
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         for fd in 0..3 {
             let _ = super::dup_onto(null.as_raw_fd(), fd);
         }

@@ -45,7 +45,10 @@ pub enum Target {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     /// Stream output of `target` from sequence number `since` (None: only new output).
-    Attach { target: Target, since: Option<u64> },
+    Attach {
+        target: Target,
+        since: Option<u64>,
+    },
     /// Start a process in the container with a terminal of its own and attach to it.
     Exec {
         cmd: Vec<String>,
@@ -54,9 +57,14 @@ pub enum Request {
         cols: u16,
         rows: u16,
     },
-    Resize { cols: u16, rows: u16 },
+    Resize {
+        cols: u16,
+        rows: u16,
+    },
     /// Send a signal to the attached target (for `Main`: to PID 1).
-    Signal { signal: i32 },
+    Signal {
+        signal: i32,
+    },
     /// Close the attached process's stdin (non-tty sessions).
     CloseStdin,
     /// Only wait for the container's exit; no output.
@@ -67,12 +75,25 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Reply {
-    Attached { target: Target, next_seq: u64 },
-    ExecStarted { exec_id: u32, host_pid: u32 },
+    Attached {
+        target: Target,
+        next_seq: u64,
+    },
+    ExecStarted {
+        exec_id: u32,
+        host_pid: u32,
+    },
     /// Output in [from, to) was dropped from the replay ring before the client asked for it.
-    Gap { from: u64, to: u64 },
-    Exit { code: i32 },
-    Error { message: String },
+    Gap {
+        from: u64,
+        to: u64,
+    },
+    Exit {
+        code: i32,
+    },
+    Error {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,7 +182,10 @@ mod tests {
         let frames: Vec<Frame<Request>> = vec![
             Frame::Control(Request::Resize { cols: 80, rows: 24 }),
             Frame::Input(vec![0, 255, 10, 13]),
-            Frame::Output { seq: 1 << 40, data: b"\x1b[31mred".to_vec() },
+            Frame::Output {
+                seq: 1 << 40,
+                data: b"\x1b[31mred".to_vec(),
+            },
         ];
         let mut bytes = Vec::new();
         for f in &frames {
@@ -188,12 +212,21 @@ mod tests {
             decode::<Request>(&[huge[0], huge[1], huge[2], huge[3], 1]),
             Err(WireError::TooLarge(MAX_FRAME + 2))
         );
-        assert_eq!(decode::<Request>(&[0, 0, 0, 1, 9]), Err(WireError::UnknownKind(9)));
-        assert_eq!(decode::<Request>(&[0, 0, 0, 3, 3, 0, 0]), Err(WireError::ShortOutput));
+        assert_eq!(
+            decode::<Request>(&[0, 0, 0, 1, 9]),
+            Err(WireError::UnknownKind(9))
+        );
+        assert_eq!(
+            decode::<Request>(&[0, 0, 0, 3, 3, 0, 0]),
+            Err(WireError::ShortOutput)
+        );
         assert!(matches!(
             decode::<Request>(&[0, 0, 0, 3, 1, b'{', b'x']),
             Err(WireError::BadControl(_))
         ));
-        assert_eq!(decode::<Request>(&[0, 0, 0, 0, 0]), Err(WireError::UnknownKind(0)));
+        assert_eq!(
+            decode::<Request>(&[0, 0, 0, 0, 0]),
+            Err(WireError::UnknownKind(0))
+        );
     }
 }

@@ -42,7 +42,9 @@ fn mnt(
 fn safe_dir(root: &Path, rel: &str) -> Result<PathBuf, RootfsError> {
     let mut path = root.to_path_buf();
     for comp in Path::new(rel).components() {
-        let Component::Normal(name) = comp else { continue };
+        let Component::Normal(name) = comp else {
+            continue;
+        };
         path.push(name);
         match std::fs::symlink_metadata(&path) {
             Ok(meta) if meta.is_dir() => {}
@@ -61,8 +63,14 @@ const NOSUID_NOEXEC_NODEV: MsFlags = MsFlags::MS_NOSUID
 /// Mount the overlay and the kernel filesystems, then `pivot_root` into it.
 pub fn build_and_enter(plan: &RootfsPlan<'_>) -> Result<(), RootfsError> {
     // Nothing we mount from here on may propagate back to the host.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
-        .map_err(sys("making / a slave mount", Path::new("/")))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(sys("making / a slave mount", Path::new("/")))?;
 
     let mut lower = String::new();
     for layer in plan.layers.iter().rev() {
@@ -79,7 +87,13 @@ pub fn build_and_enter(plan: &RootfsPlan<'_>) -> Result<(), RootfsError> {
         plan.upper.display(),
         plan.work.display()
     );
-    mnt("overlay", plan.target, Some("overlay"), MsFlags::empty(), Some(&opts))?;
+    mnt(
+        "overlay",
+        plan.target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(&opts),
+    )?;
     let root = plan.target;
 
     let proc_dir = safe_dir(root, "proc")?;
@@ -194,8 +208,14 @@ fn pivot_into(root: &Path) -> Result<(), RootfsError> {
     nix::unistd::chdir(root).map_err(sys("entering", root))?;
     nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root into", root))?;
     // Slave, not private: see runc's note on races with shared mounts.
-    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .map_err(sys("making the old root a slave", root))?;
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(sys("making the old root a slave", root))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(sys("detaching the old root", root))?;
     nix::unistd::chdir("/").map_err(sys("entering", Path::new("/")))?;
     Ok(())
@@ -232,7 +252,9 @@ pub const READONLY_PATHS: &[&str] = &[
 fn mask_paths() {
     for p in MASKED_PATHS {
         let path = Path::new(p);
-        let Ok(meta) = std::fs::symlink_metadata(path) else { continue };
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            continue;
+        };
         let res = if meta.is_dir() {
             mount(
                 Some("tmpfs"),
@@ -242,7 +264,13 @@ fn mask_paths() {
                 Some("size=0,nr_inodes=1"),
             )
         } else {
-            mount(Some("/dev/null"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            mount(
+                Some("/dev/null"),
+                path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
         };
         if let Err(e) = res {
             tracing::warn!(path = p, error = %e, "could not mask path");
@@ -253,16 +281,22 @@ fn mask_paths() {
         if std::fs::symlink_metadata(path).is_err() {
             continue;
         }
-        let res = mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .and_then(|_| {
-                mount(
-                    None::<&str>,
-                    path,
-                    None::<&str>,
-                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | NOSUID_NOEXEC_NODEV,
-                    None::<&str>,
-                )
-            });
+        let res = mount(
+            Some(path),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .and_then(|_| {
+            mount(
+                None::<&str>,
+                path,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | NOSUID_NOEXEC_NODEV,
+                None::<&str>,
+            )
+        });
         if let Err(e) = res {
             tracing::warn!(path = p, error = %e, "could not make path read-only");
         }
@@ -273,8 +307,13 @@ fn mask_paths() {
 pub fn loopback_up() -> Result<(), RootfsError> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
     use std::os::fd::AsRawFd;
-    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(sys("opening a socket for", Path::new("lo")))?;
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(sys("opening a socket for", Path::new("lo")))?;
     // SAFETY: ifreq is plain old data; zeroed is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {

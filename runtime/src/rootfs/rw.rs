@@ -29,7 +29,13 @@ pub fn create(dir: &ContainerDir, disk_bytes: Option<u64>) -> Result<(), RootfsE
     let rw = dir.rw();
     let bytes = disk_bytes.unwrap_or(DEFAULT_DISK_BYTES);
     nix::unistd::mkdir(&rw, nix::sys::stat::Mode::from_bits_truncate(0o700))
-        .or_else(|e| if e == nix::Error::EEXIST { Ok(()) } else { Err(e) })
+        .or_else(|e| {
+            if e == nix::Error::EEXIST {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
         .map_err(sys("creating", &rw))?;
     let opts = format!("size={bytes},nr_inodes={},mode=0755", inodes_for(bytes));
     mount(
