@@ -161,7 +161,7 @@ fn start(dir: &ContainerDir, spawn: &SpawnChannel) -> Result<Server, (String, i3
 }
 
 fn exec_code(msg: &str) -> i32 {
-    if msg.contains("not found") {
+    if msg.contains("not found") || msg.contains("No such file") {
         127
     } else {
         126

@@ -1,0 +1,139 @@
+//! Shared helpers for the runtime's integration tests: they run the real
+//! `gbx` binary as root against the real kernel, each test in a state
+//! directory of its own.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const GBX: &str = env!("CARGO_BIN_EXE_gbx");
+
+pub struct Env {
+    pub state: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            state: tempfile::Builder::new()
+                .prefix("gbx-test-")
+                .tempdir()
+                .expect("temp state dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.state.path()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(GBX);
+        c.arg("--state-dir").arg(self.path()).args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Run gbx and return (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out: Output = self.cmd(args).output().expect("running gbx");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Run gbx, insist on success, return stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "gbx {args:?} failed: {err}{out}");
+        out
+    }
+
+    pub fn inspect(&self, id: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["inspect", id])).expect("inspect JSON")
+    }
+
+    pub fn stats(&self, id: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["stats", id])).expect("stats JSON")
+    }
+
+    /// Start a detached container; returns its id.
+    pub fn detached(&self, extra: &[&str], cmd: &[&str]) -> String {
+        let mut args = vec!["run", "-d"];
+        args.extend_from_slice(extra);
+        args.push("busybox");
+        args.extend_from_slice(cmd);
+        self.ok(&args).trim().to_string()
+    }
+
+    /// Every cgroup directory of a container (from its record), for leak checks.
+    pub fn cgroup_dirs(&self, id: &str) -> Vec<PathBuf> {
+        let config: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.path().join("containers").join(id).join("config.json"))
+                .expect("config.json"),
+        )
+        .expect("config JSON");
+        config["cgroup"]["dirs"]
+            .as_object()
+            .expect("cgroup dirs")
+            .values()
+            .map(|v| PathBuf::from(v.as_str().expect("dir path")))
+            .collect()
+    }
+
+    /// Host mounts under this state dir (the RW-layer tmpfs of each container).
+    pub fn mounts(&self) -> Vec<String> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let prefix = self.path().to_string_lossy().into_owned();
+        info.lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|mp| mp.starts_with(&prefix))
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn container_dirs(&self) -> Vec<String> {
+        std::fs::read_dir(self.path().join("containers"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Nothing of any container is left: no directory, no mount.
+    pub fn assert_clean(&self) {
+        assert!(
+            self.container_dirs().is_empty(),
+            "container dirs left: {:?}",
+            self.container_dirs()
+        );
+        assert!(self.mounts().is_empty(), "mounts left: {:?}", self.mounts());
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Remove whatever a failing test left running.
+        for id in self.container_dirs() {
+            let _ = self.cmd(&["rm", "-f", &id]).output();
+        }
+    }
+}
+
+/// Poll `f` until it returns Some, or panic after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

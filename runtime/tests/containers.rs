@@ -1,0 +1,290 @@
+//! Containers as a user sees them: real namespaces, cgroups, overlay and pty,
+//! driven through the real `gbx` binary. Run as root.
+
+mod common;
+
+use common::{wait_for, Env};
+use std::time::Duration;
+
+#[test]
+fn container_pid1_hostname_and_only_loopback() {
+    let env = Env::new();
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--no-init",
+        "--hostname",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $$; hostname; ls /sys/class/net",
+    ]);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["1", "box", "lo"], "{out}");
+    // With init (the default), PID 1 is Glassbox's init and the command is its child.
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "named",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/1/comm; echo $$; hostname",
+    ]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["glassbox-init", "2", "named"],
+        "{out}"
+    );
+    // Only the container's processes are visible.
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "ls -d /proc/[0-9]* | wc -l",
+    ]);
+    let n: u32 = out.trim().parse().expect("count");
+    assert!(
+        n <= 4,
+        "container sees {n} processes: host processes leak in"
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn container_namespaces_differ_from_host_and_exec_joins_them() {
+    let env = Env::new();
+    let id = env.detached(&[], &["sleep", "60"]);
+    let info = env.inspect(&id);
+    assert_eq!(info["state"], "running");
+    let host_pid = info["host_pid"].as_u64().expect("host pid");
+    assert!(host_pid > 1);
+    for kind in ["pid", "net", "mnt", "uts", "ipc", "cgroup"] {
+        let ns = &info["namespaces"][kind];
+        let inside = ns["inode"].as_u64().expect("inode");
+        assert_ne!(
+            inside,
+            ns["host_inode"].as_u64().expect("host inode"),
+            "{kind} is not isolated"
+        );
+        // What inspect says is what the kernel says for PID 1 ...
+        let link = std::fs::read_link(format!("/proc/{host_pid}/ns/{kind}")).expect("ns link");
+        assert_eq!(link.to_string_lossy(), format!("{kind}:[{inside}]"));
+        // ... and an exec'd process is in the very same namespace.
+        let out = env.ok(&["exec", &id, "readlink", &format!("/proc/self/ns/{kind}")]);
+        assert_eq!(
+            out.trim(),
+            format!("{kind}:[{inside}]"),
+            "exec is not in PID 1's {kind} namespace"
+        );
+    }
+    // exec also joins the cgroup: its process shows up among the container's.
+    let out = env.ok(&["exec", &id, "cat", "/proc/self/cgroup"]);
+    assert!(
+        out.lines().all(|l| l.ends_with(":/")),
+        "exec is outside the container's cgroup: {out}"
+    );
+    env.ok(&["rm", "-f", &id]);
+    env.assert_clean();
+}
+
+#[test]
+fn container_memory_limit_kills_and_reports_oom() {
+    let env = Env::new();
+    // `tail` of an endless line keeps all of it in memory.
+    let (code, _, err) = env.run(&[
+        "run",
+        "--name",
+        "hog",
+        "-m",
+        "32m",
+        "busybox",
+        "tail",
+        "/dev/zero",
+    ]);
+    assert_eq!(code, 137, "the hog should die of SIGKILL: {err}");
+    let info = env.inspect("hog");
+    assert_eq!(info["state"], "exited");
+    assert_eq!(info["exit_code"], 137);
+    assert_eq!(info["oom_killed"], true, "OOM kill not reported: {info}");
+    let dirs = env.cgroup_dirs(info["id"].as_str().expect("id"));
+    env.ok(&["rm", "hog"]);
+    for d in dirs {
+        assert!(!d.exists(), "cgroup {} left behind", d.display());
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn container_fork_bomb_is_stopped_by_the_pids_limit() {
+    let env = Env::new();
+    let id = env.detached(
+        &["--pids-limit", "32"],
+        &["sh", "-c", "f() { f | f & }; f; sleep 30"],
+    );
+    let stats = wait_for("pids limit hits", Duration::from_secs(20), || {
+        let s = env.stats(&id);
+        (s["pids_limit_hits"].as_u64().unwrap_or(0) > 0).then_some(s)
+    });
+    assert!(
+        stats["pids_current"].as_u64().expect("pids") <= 32,
+        "{stats}"
+    );
+    assert_eq!(stats["pids_limit"], 32);
+    // The host is fine: another container starts and runs.
+    assert_eq!(
+        env.ok(&["run", "--rm", "busybox", "echo", "alive"]).trim(),
+        "alive"
+    );
+    let dirs = env.cgroup_dirs(&id);
+    env.ok(&["rm", "-f", &id]);
+    for d in dirs {
+        assert!(!d.exists(), "cgroup {} left behind", d.display());
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn container_cpu_limit_shows_as_throttling() {
+    let env = Env::new();
+    let id = env.detached(&["--cpus", "0.2"], &["sh", "-c", "while :; do :; done"]);
+    let stats = wait_for("throttling", Duration::from_secs(20), || {
+        let s = env.stats(&id);
+        (s["cpu_throttled_ns"].as_u64().unwrap_or(0) > 0).then_some(s)
+    });
+    assert!(
+        stats["cpu_throttled_periods"].as_u64().unwrap_or(0) > 0,
+        "{stats}"
+    );
+    assert_eq!(stats["cpu_limit_millis"], 200);
+    env.ok(&["rm", "-f", &id]);
+    env.assert_clean();
+}
+
+#[test]
+fn container_copy_on_write_never_touches_the_image() {
+    let env = Env::new();
+    let id = env.detached(&[], &["sleep", "60"]);
+    env.ok(&["exec", &id, "rm", "/bin/sh"]);
+    env.ok(&["exec", &id, "touch", "/etc/passwd"]);
+    env.ok(&["exec", &id, "mkdir", "/newdir"]);
+    let diff = env.ok(&["diff", &id]);
+    for line in ["D /bin/sh", "C /etc/passwd", "A /newdir"] {
+        assert!(
+            diff.lines().any(|l| l == line),
+            "diff lacks {line:?}:\n{diff}"
+        );
+    }
+    // The deletion is a whiteout in the RW layer, visible on the host.
+    let upper = env.inspect(&id)["upper_dir"]
+        .as_str()
+        .expect("upper")
+        .to_string();
+    let meta = std::fs::symlink_metadata(format!("{upper}/bin/sh")).expect("whiteout");
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    assert!(
+        meta.file_type().is_char_device() && meta.rdev() == 0,
+        "not a whiteout"
+    );
+    // Another container of the same image still has /bin/sh.
+    assert_eq!(
+        env.ok(&["run", "--rm", "busybox", "sh", "-c", "echo still here"])
+            .trim(),
+        "still here"
+    );
+    env.ok(&["rm", "-f", &id]);
+    env.assert_clean();
+}
+
+/// Count zombie processes inside a container.
+fn zombies(env: &Env, id: &str) -> usize {
+    let out = env.ok(&["exec", id, "sh", "-c", "cat /proc/[0-9]*/stat"]);
+    out.lines()
+        .filter(|l| {
+            l.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+        .count()
+}
+
+#[test]
+fn container_init_reaps_zombies_and_no_init_does_not() {
+    let env = Env::new();
+    // The subshell's child is orphaned and reparented to PID 1.
+    let cmd = ["sh", "-c", "(sleep 0.2 &); exec sleep 60"];
+    let with_init = env.detached(&[], &cmd);
+    let without = env.detached(&["--no-init"], &cmd);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(zombies(&env, &with_init), 0, "init left a zombie");
+    assert!(
+        zombies(&env, &without) >= 1,
+        "with --no-init the orphan should stay a zombie"
+    );
+    env.ok(&["rm", "-f", &with_init, &without]);
+    env.assert_clean();
+}
+
+#[test]
+fn container_exit_codes_pass_through() {
+    let env = Env::new();
+    for (init, cmd, want) in [
+        ("--init", "exit 42", 42),
+        ("--no-init", "exit 42", 42),
+        ("--init", "kill -TERM $$", 143),
+        ("--init", "true", 0),
+    ] {
+        let (code, _, err) = env.run(&["run", "--rm", init, "busybox", "sh", "-c", cmd]);
+        assert_eq!(code, want, "{init} {cmd}: {err}");
+    }
+    let (code, _, err) = env.run(&["run", "--rm", "busybox", "no-such-command"]);
+    assert_eq!(code, 127, "{err}");
+    assert!(err.contains("not found"), "{err}");
+    env.assert_clean();
+}
+
+#[test]
+fn container_failed_create_leaves_nothing() {
+    let env = Env::new();
+    let (code, _, err) = env.run(&["run", "--name", "bad", "busybox", "/nope"]);
+    assert_eq!(code, 127, "{err}");
+    let (code, _, err) = env.run(&["run", "no-such-image"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not found"), "{err}");
+    let (code, _, _) = env.run(&["run", "--name", "../evil", "busybox", "true"]);
+    assert_ne!(code, 0);
+    env.assert_clean();
+    // The name of the failed container is free again.
+    env.ok(&["run", "--rm", "--name", "bad", "busybox", "true"]);
+}
+
+#[test]
+fn container_rm_and_auto_remove_clean_up_everything() {
+    let env = Env::new();
+    let id = env.detached(&["--rm"], &["sh", "-c", "sleep 0.3"]);
+    let dirs = env.cgroup_dirs(&id);
+    wait_for("auto-remove", Duration::from_secs(10), || {
+        env.container_dirs().is_empty().then_some(())
+    });
+    for d in &dirs {
+        assert!(!d.exists(), "cgroup {} left behind", d.display());
+    }
+    let id = env.detached(&[], &["sleep", "60"]);
+    let (code, _, err) = env.run(&["rm", &id]);
+    assert_ne!(code, 0, "rm of a running container needs -f");
+    assert!(err.contains("running"), "{err}");
+    let info = env.inspect(&id);
+    let host_pid = info["host_pid"].as_u64().expect("pid");
+    let sup_pid = info["supervisor_pid"].as_u64().expect("supervisor pid");
+    env.ok(&["rm", "-f", &id]);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{host_pid}")).exists(),
+        "PID 1 survived rm"
+    );
+    wait_for("supervisor exit", Duration::from_secs(5), || {
+        (!std::path::Path::new(&format!("/proc/{sup_pid}")).exists()).then_some(())
+    });
+    env.assert_clean();
+}
