@@ -156,7 +156,10 @@ mod tests {
     #[test]
     fn limits_reject_unknown_fields() {
         let err = serde_json::from_str::<Limits>(r#"{"memory_bytes":1,"cpus":2}"#);
-        assert!(err.is_err(), "an unknown limit must not be silently ignored");
+        assert!(
+            err.is_err(),
+            "an unknown limit must not be silently ignored"
+        );
         let ok: Limits = serde_json::from_str(r#"{"pids":64}"#).expect("valid limits");
         assert_eq!(ok.pids, Some(64));
         assert_eq!(ok.memory_bytes, None);
@@ -164,7 +167,10 @@ mod tests {
 
     #[test]
     fn state_serializes_lowercase() {
-        assert_eq!(serde_json::to_string(&ContainerState::Exited).unwrap(), "\"exited\"");
+        assert_eq!(
+            serde_json::to_string(&ContainerState::Exited).unwrap(),
+            "\"exited\""
+        );
         assert_eq!(serde_json::to_string(&CgroupVersion::V2).unwrap(), "\"v2\"");
     }
 }

@@ -7,13 +7,28 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContainerEvent {
-    Created { id: String },
-    Exited { id: String, code: i32 },
+    Created {
+        id: String,
+    },
+    Exited {
+        id: String,
+        code: i32,
+    },
     /// The OOM killer killed a process: `count` is the cgroup's running total.
-    OomKill { id: String, count: u64, limit_bytes: Option<u64> },
+    OomKill {
+        id: String,
+        count: u64,
+        limit_bytes: Option<u64>,
+    },
     /// A fork was refused by the pids limit: `count` is the running total.
-    PidsLimit { id: String, count: u64, limit: Option<u64> },
-    Removed { id: String },
+    PidsLimit {
+        id: String,
+        count: u64,
+        limit: Option<u64>,
+    },
+    Removed {
+        id: String,
+    },
 }
 
 impl ContainerEvent {

@@ -48,6 +48,9 @@ mod tests {
             serde_json::from_str(r#"{"type":"resize","cols":80,"rows":24}"#).unwrap();
         assert_eq!(m, TtyClientMessage::Resize { cols: 80, rows: 24 });
         assert!(serde_json::from_str::<TtyClientMessage>(r#"{"type":"reboot"}"#).is_err());
-        assert!(serde_json::from_str::<TtyClientMessage>(r#"{"type":"resize","cols":-1,"rows":2}"#).is_err());
+        assert!(serde_json::from_str::<TtyClientMessage>(
+            r#"{"type":"resize","cols":-1,"rows":2}"#
+        )
+        .is_err());
     }
 }
