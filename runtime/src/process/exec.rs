@@ -150,15 +150,7 @@ fn helper_main(
             let _ = super::dup_onto(w, 1);
             let _ = super::dup_onto(w, 2);
         }
-        // SAFETY: only sets CLOEXEC flags.
-        unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            )
-        };
+        super::init::close_stray_fds();
         match exec_in_root(&req.cmd, env) {
             Ok(never) => match never {},
             Err((code, msg)) => {

@@ -96,7 +96,7 @@ fn setup(ctx: &InitContext, chan: &ChildChannel) -> Result<Option<OwnedFd>, Stri
 
 /// Mark every fd above stdio close-on-exec, so nothing of the host leaks into
 /// the user's command (CVE-2024-21626).
-fn close_stray_fds() {
+pub(crate) fn close_stray_fds() {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
     unsafe {
         libc::syscall(
