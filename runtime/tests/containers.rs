@@ -288,3 +288,96 @@ fn container_rm_and_auto_remove_clean_up_everything() {
     });
     env.assert_clean();
 }
+
+/// Read terminal output from `client` until `want` shows up in it.
+fn read_until(client: &mut runtime::process::client::Client, want: &str) -> String {
+    use runtime::process::wire::{Frame, Reply};
+    let mut seen = String::new();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains(want) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never saw {want:?}; got {seen:?}"
+        );
+        let frame = client.next_frame();
+        let Ok(frame) = frame else {
+            panic!("no {want:?} in time ({frame:?}); got {seen:?}")
+        };
+        match frame {
+            Frame::Output { data, .. } => seen.push_str(&String::from_utf8_lossy(&data)),
+            Frame::Control(Reply::Exit { code }) => {
+                panic!("exited with {code} before {want:?}: {seen:?}")
+            }
+            Frame::Control(Reply::Error { message }) => panic!("supervisor error: {message}"),
+            _ => {}
+        }
+    }
+    seen
+}
+
+#[test]
+fn container_tty_is_real_and_follows_resizes() {
+    use runtime::process::client::Client;
+    use runtime::process::wire::{Request, Target};
+    let env = Env::new();
+    let id = env.detached(&["-t"], &["sh"]);
+    let socket = env
+        .path()
+        .join("containers")
+        .join(&id)
+        .join("supervisor.sock");
+    let mut client = Client::connect(&socket).expect("connect");
+    client
+        .send(Request::Attach {
+            target: Target::Main,
+            since: Some(0),
+        })
+        .expect("attach");
+    client
+        .send(Request::Resize {
+            cols: 123,
+            rows: 45,
+        })
+        .expect("resize");
+    client
+        .send_input(b"stty size; tty; test -e $(tty) && echo tty-exists\n")
+        .expect("input");
+    read_until(&mut client, "45 123");
+    read_until(&mut client, "tty-exists");
+    // Absurd sizes are clamped, not rejected.
+    client
+        .send(Request::Resize {
+            cols: 60000,
+            rows: 60000,
+        })
+        .expect("resize");
+    client.send_input(b"stty size\n").expect("input");
+    read_until(&mut client, "500 1000");
+    // Job control: a background job and `fg` need a controlling terminal.
+    client.send_input(b"sleep 30 &\njobs\n").expect("input");
+    read_until(&mut client, "sleep 30");
+    // An exec session gets a terminal of its own.
+    let mut exec = Client::connect(&socket).expect("connect");
+    exec.send(Request::Exec {
+        cmd: vec!["sh".into(), "-c".into(), "tty; stty size".into()],
+        env: vec![],
+        tty: true,
+        cols: 77,
+        rows: 22,
+    })
+    .expect("exec");
+    let out = read_until(&mut exec, "22 77");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    client.send_input(b"exit 7\n").expect("input");
+    drop(client);
+    let info = wait_for("exit", Duration::from_secs(10), || {
+        let i = env.inspect(&id);
+        (i["state"] == "exited").then_some(i)
+    });
+    assert_eq!(info["exit_code"], 7);
+    env.ok(&["rm", &id]);
+    env.assert_clean();
+}

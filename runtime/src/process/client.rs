@@ -46,6 +46,14 @@ impl Client {
         })
     }
 
+    /// Give up on a blocking read after `timeout` (None: wait forever).
+    pub fn set_read_timeout(
+        &self,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(), ClientError> {
+        Ok(self.stream.set_read_timeout(timeout)?)
+    }
+
     pub fn send(&mut self, req: Request) -> Result<(), ClientError> {
         let mut out = Vec::new();
         wire::encode(&Frame::Control(req), &mut out);
@@ -53,7 +61,7 @@ impl Client {
         Ok(())
     }
 
-    fn send_input(&mut self, data: &[u8]) -> Result<(), ClientError> {
+    pub fn send_input(&mut self, data: &[u8]) -> Result<(), ClientError> {
         let mut out = Vec::new();
         wire::encode::<Request>(&Frame::Input(data.to_vec()), &mut out);
         self.stream.write_all(&out)?;
