@@ -465,6 +465,17 @@ impl Runtime {
             .collect())
     }
 
+    /// Watch a container's OOM kills, refused forks and exit.
+    pub fn events(&self, id_or_name: &str) -> Result<crate::events::EventMonitor> {
+        let (dir, config) = self.load(id_or_name)?;
+        Ok(crate::events::EventMonitor::new(
+            config.id,
+            Cgroup::open(&config.cgroup),
+            &dir.socket(),
+            config.limits,
+        ))
+    }
+
     /// The supervisor's socket, for attaching to terminals.
     pub fn socket_path(&self, id_or_name: &str) -> Result<PathBuf> {
         let (dir, _) = self.load(id_or_name)?;

@@ -12,6 +12,7 @@
 pub mod cgroups;
 pub mod container;
 pub mod error;
+pub mod events;
 pub mod image;
 pub mod namespaces;
 pub mod process;

@@ -91,6 +91,22 @@ fn container_namespaces_differ_from_host_and_exec_joins_them() {
     env.assert_clean();
 }
 
+/// Collect a container's events until it exits (or `timeout`).
+fn events_until_exit(env: &Env, id: &str, timeout: Duration) -> Vec<protocol::ContainerEvent> {
+    let rt = runtime::Runtime::open(runtime::RuntimeOptions {
+        state_dir: env.path().to_path_buf(),
+        cgroup_parent: None,
+    })
+    .expect("runtime");
+    let mut monitor = rt.events(id).expect("events");
+    let deadline = std::time::Instant::now() + timeout;
+    let mut all = Vec::new();
+    while !monitor.exited() && std::time::Instant::now() < deadline {
+        all.extend(monitor.next(Duration::from_millis(500)));
+    }
+    all
+}
+
 #[test]
 fn container_memory_limit_kills_and_reports_oom() {
     let env = Env::new();
@@ -115,6 +131,20 @@ fn container_memory_limit_kills_and_reports_oom() {
     for d in dirs {
         assert!(!d.exists(), "cgroup {} left behind", d.display());
     }
+    // Live: the event stream names the OOM kill and the limit, then the exit.
+    let id = env.detached(&["-m", "32m"], &["sh", "-c", "sleep 0.5; tail /dev/zero"]);
+    let events = events_until_exit(&env, &id, Duration::from_secs(20));
+    let oom = events.iter().position(|e| {
+        matches!(e, protocol::ContainerEvent::OomKill { count, limit_bytes: Some(l), .. } if *count >= 1 && *l == 32 << 20)
+    });
+    let exit = events
+        .iter()
+        .position(|e| matches!(e, protocol::ContainerEvent::Exited { code: 137, .. }));
+    assert!(
+        oom.is_some() && exit.is_some() && oom < exit,
+        "events: {events:?}"
+    );
+    env.ok(&["rm", &id]);
     env.assert_clean();
 }
 

@@ -72,6 +72,8 @@ enum Command {
     Stats { container: String },
     /// List a container's processes: PID inside and on the host.
     Top { container: String },
+    /// Print a container's events (OOM kills, refused forks, exit) as JSON lines until it exits.
+    Events { container: String },
     /// Attach to a container's terminal.
     Attach { container: String },
     /// List images.
@@ -254,6 +256,17 @@ fn run(cli: Cli) -> Result<i32> {
                 println!("{:>6}  {:>9}  {:>6}  {}", p.pid, p.host_pid, p.ppid, p.cmd);
             }
             Ok(0)
+        }
+        Command::Events { container } => {
+            let mut monitor = rt.events(&container)?;
+            loop {
+                for event in monitor.next(std::time::Duration::from_secs(1)) {
+                    println!("{}", serde_json::to_string(&event)?);
+                }
+                if monitor.exited() {
+                    return Ok(0);
+                }
+            }
         }
         Command::Attach { container } => {
             let socket = rt.socket_path(&container)?;
