@@ -59,7 +59,7 @@ pub fn cpu_millis(m: u32) -> String {
         let f = format!("{}.{:03}", whole, frac);
         f.trim_end_matches('0').to_string()
     };
-    if m == 1000 || m < 1000 {
+    if m <= 1000 {
         format!("{s} CPU")
     } else {
         format!("{s} CPUs")
