@@ -16,7 +16,10 @@ use std::process::Command;
 
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets this"));
-    let root = manifest.parent().expect("backend/ is inside the workspace").to_path_buf();
+    let root = manifest
+        .parent()
+        .expect("backend/ is inside the workspace")
+        .to_path_buf();
     let frontend = root.join("frontend");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets this"));
     let dist = out.join("dist");
@@ -66,7 +69,14 @@ fn main() {
     let target_dir = root.join("target/frontend");
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(&root)
-        .args(["build", "-p", "frontend", "--lib", "--profile", "wasm-release"])
+        .args([
+            "build",
+            "-p",
+            "frontend",
+            "--lib",
+            "--profile",
+            "wasm-release",
+        ])
         .args(["--target", "wasm32-unknown-unknown", "--target-dir"])
         .arg(&target_dir);
     for (k, _) in env::vars_os() {
@@ -96,7 +106,9 @@ fn main() {
             cmd.env_remove(k.as_ref());
         }
     }
-    let status = cmd.status().unwrap_or_else(|e| fail(&format!("cannot run cargo: {e}")));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| fail(&format!("cannot run cargo: {e}")));
     if !status.success() {
         fail("building the frontend crate to wasm failed (see the errors above)");
     }
@@ -143,10 +155,16 @@ fn main() {
         let t = line.trim();
         if t.starts_with("<link data-trunk rel=\"css\"") {
             let href = attr(t, "href").expect("a css link has an href");
-            let name = Path::new(&href).file_name().unwrap().to_string_lossy().to_string();
+            let name = Path::new(&href)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
             fs::copy(frontend.join(&href), dist.join(&name))
                 .unwrap_or_else(|e| fail(&format!("copy {href}: {e}")));
-            page.push_str(&format!("    <link rel=\"stylesheet\" href=\"/{name}\" />\n"));
+            page.push_str(&format!(
+                "    <link rel=\"stylesheet\" href=\"/{name}\" />\n"
+            ));
         } else if t.starts_with("<link data-trunk rel=\"rust\"") {
             page.push_str(
                 "    <link rel=\"modulepreload\" href=\"/frontend.js\" />\n    \
@@ -207,7 +225,10 @@ fn check_wasm_target() {
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     if let Some(s) = sysroot {
-        if !Path::new(&s).join("lib/rustlib/wasm32-unknown-unknown").exists() {
+        if !Path::new(&s)
+            .join("lib/rustlib/wasm32-unknown-unknown")
+            .exists()
+        {
             fail(
                 "the wasm32-unknown-unknown target is not installed.\n\
                  Install it with `rustup target add wasm32-unknown-unknown` \

@@ -41,7 +41,11 @@ pub fn exec(id: &str, cmd: &str) -> String {
 
 /// A WebSocket URL for `path` on the page's own origin.
 pub fn ws_url(page_protocol: &str, host: &str, path: &str) -> String {
-    let scheme = if page_protocol == "https:" { "wss" } else { "ws" };
+    let scheme = if page_protocol == "https:" {
+        "wss"
+    } else {
+        "ws"
+    };
     format!("{scheme}://{host}{path}")
 }
 
@@ -196,18 +200,30 @@ mod tests {
     #[test]
     fn paths_and_urls() {
         assert_eq!(tty("c1", 42), "/api/v1/containers/c1/tty?since=42");
-        assert_eq!(exec("c1", "/bin/sh"), "/api/v1/containers/c1/exec?cmd=%2Fbin%2Fsh");
+        assert_eq!(
+            exec("c1", "/bin/sh"),
+            "/api/v1/containers/c1/exec?cmd=%2Fbin%2Fsh"
+        );
         assert_eq!(diff("a b"), "/api/v1/containers/a%20b/diff");
         assert_eq!(action("c1", "restart"), "/api/v1/containers/c1/restart");
-        assert_eq!(ws_url("https:", "gb.example", EVENTS), "wss://gb.example/api/v1/events");
-        assert_eq!(ws_url("http:", "127.0.0.1:8080", "/x"), "ws://127.0.0.1:8080/x");
+        assert_eq!(
+            ws_url("https:", "gb.example", EVENTS),
+            "wss://gb.example/api/v1/events"
+        );
+        assert_eq!(
+            ws_url("http:", "127.0.0.1:8080", "/x"),
+            "ws://127.0.0.1:8080/x"
+        );
     }
 
     #[test]
     fn errors_use_the_servers_words() {
         let body = r#"{"error":{"code":"limit_exceeded","message":"memory: at most 256 MiB"}}"#;
         assert_eq!(error_message(422, body), "memory: at most 256 MiB");
-        assert_eq!(error_message(503, "<html>"), "the server is out of capacity; try again in a minute");
+        assert_eq!(
+            error_message(503, "<html>"),
+            "the server is out of capacity; try again in a minute"
+        );
         assert_eq!(error_message(500, ""), "the server answered 500");
         assert_eq!(error_message(0, ""), "the server cannot be reached");
     }
@@ -227,14 +243,23 @@ mod tests {
             disk_bytes: None,
         };
         let mut f = CreateForm::from_defaults("busybox", &defaults);
-        assert_eq!((f.memory.as_str(), f.cpu.as_str(), f.pids.as_str()), ("64m", "0.5", "64"));
+        assert_eq!(
+            (f.memory.as_str(), f.cpu.as_str(), f.pids.as_str()),
+            ("64m", "0.5", "64")
+        );
         let req = f.to_request(&max).unwrap();
         assert_eq!(req.image, "busybox");
         assert_eq!(req.name, None);
         let l = req.limits.unwrap();
-        assert_eq!((l.memory_bytes, l.cpu_millis, l.pids, l.disk_bytes), (Some(64 << 20), Some(500), Some(64), None));
+        assert_eq!(
+            (l.memory_bytes, l.cpu_millis, l.pids, l.disk_bytes),
+            (Some(64 << 20), Some(500), Some(64), None)
+        );
         let json = serde_json::to_string(&req).unwrap();
-        assert!(json.contains(r#""limits":{"memory_bytes":67108864,"cpu_millis":500,"pids":64}"#), "{json}");
+        assert!(
+            json.contains(r#""limits":{"memory_bytes":67108864,"cpu_millis":500,"pids":64}"#),
+            "{json}"
+        );
 
         f.memory = "1g".into();
         assert_eq!(f.to_request(&max).unwrap_err(), "memory: at most 256 MiB");

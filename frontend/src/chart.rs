@@ -8,7 +8,11 @@ pub const H: f64 = 80.0;
 /// samples (newest at the right edge), scaled so that `max` touches the top.
 pub fn polyline(values: &[f64], slots: usize, max: f64) -> String {
     let slots = slots.max(2);
-    let max = if max > 0.0 && max.is_finite() { max } else { 1.0 };
+    let max = if max > 0.0 && max.is_finite() {
+        max
+    } else {
+        1.0
+    };
     let start = slots.saturating_sub(values.len());
     let step = W / (slots - 1) as f64;
     let mut out = String::with_capacity(values.len() * 12);
@@ -57,7 +61,10 @@ mod tests {
 
     #[test]
     fn newest_sample_sits_at_the_right_edge() {
-        assert_eq!(polyline(&[0.0, 50.0, 100.0], 3, 100.0), "0.0,80.0 150.0,40.0 300.0,0.0");
+        assert_eq!(
+            polyline(&[0.0, 50.0, 100.0], 3, 100.0),
+            "0.0,80.0 150.0,40.0 300.0,0.0"
+        );
         // Two samples in a window of five: they take the last two slots.
         assert_eq!(polyline(&[10.0, 10.0], 5, 10.0), "225.0,0.0 300.0,0.0");
         assert_eq!(polyline(&[], 5, 10.0), "");
@@ -65,9 +72,15 @@ mod tests {
 
     #[test]
     fn values_are_clamped_into_the_box() {
-        assert_eq!(polyline(&[-5.0, 500.0, f64::NAN], 3, 100.0), "0.0,80.0 150.0,0.0 300.0,80.0");
+        assert_eq!(
+            polyline(&[-5.0, 500.0, f64::NAN], 3, 100.0),
+            "0.0,80.0 150.0,0.0 300.0,80.0"
+        );
         assert_eq!(polyline(&[1.0, 1.0], 2, 0.0), "0.0,0.0 300.0,0.0");
-        assert_eq!(area(&[0.0, 100.0], 2, 100.0), "0.0,80.0 0.0,80.0 300.0,0.0 300.0,80.0");
+        assert_eq!(
+            area(&[0.0, 100.0], 2, 100.0),
+            "0.0,80.0 0.0,80.0 300.0,0.0 300.0,80.0"
+        );
         assert_eq!(area(&[], 2, 100.0), "");
     }
 

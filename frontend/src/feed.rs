@@ -100,7 +100,10 @@ fn exit_sentence(who: &str, code: i32) -> (Severity, String, String) {
             let sig = c - 128;
             (
                 Severity::Bad,
-                format!("{who} exited with code {c} (killed by {})", signal_name(sig)),
+                format!(
+                    "{who} exited with code {c} (killed by {})",
+                    signal_name(sig)
+                ),
                 format!("PID 1 died of signal {sig}; 128 + {sig} = {c}"),
             )
         }
@@ -140,8 +143,14 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 /// A message of the events WebSocket, decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
-    Stats { id: String, stats: Stats },
-    Event { event: ContainerEvent, at_ms: u64 },
+    Stats {
+        id: String,
+        stats: Stats,
+    },
+    Event {
+        event: ContainerEvent,
+        at_ms: u64,
+    },
     /// A message this page does not know (a newer server): ignored.
     Unknown,
 }
@@ -173,7 +182,10 @@ mod tests {
             limit_bytes: Some(64 << 20),
         };
         let item = describe(&oom, Some("web"), 5);
-        assert_eq!(item.text, "a process was killed: memory limit 64 MiB reached");
+        assert_eq!(
+            item.text,
+            "a process was killed: memory limit 64 MiB reached"
+        );
         assert_eq!(item.severity, Severity::Bad);
         assert!(item.detail.contains("1 kill so far"), "{}", item.detail);
         assert_eq!(item.at_ms, 5);
@@ -191,7 +203,16 @@ mod tests {
 
     #[test]
     fn exits_say_their_code_and_signal() {
-        let e = |code| describe(&ContainerEvent::Exited { id: "x".into(), code }, Some("box"), 0);
+        let e = |code| {
+            describe(
+                &ContainerEvent::Exited {
+                    id: "x".into(),
+                    code,
+                },
+                Some("box"),
+                0,
+            )
+        };
         assert_eq!(e(0).text, "box exited with code 0");
         assert_eq!(e(1).text, "box exited with code 1");
         assert_eq!(e(137).text, "box exited with code 137 (killed by SIGKILL)");
@@ -240,7 +261,9 @@ mod tests {
         })
         .unwrap();
         match decode_events_message(&stats).unwrap() {
-            Incoming::Stats { id, stats } => assert_eq!((id.as_str(), stats.pids_current), ("c1", 4)),
+            Incoming::Stats { id, stats } => {
+                assert_eq!((id.as_str(), stats.pids_current), ("c1", 4))
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(

@@ -79,7 +79,11 @@ pub fn percent(p: f64) -> String {
 
 /// A short id, as `docker ps` shows it.
 pub fn short_id(id: &str) -> &str {
-    let end = id.char_indices().nth(12).map(|(i, _)| i).unwrap_or(id.len());
+    let end = id
+        .char_indices()
+        .nth(12)
+        .map(|(i, _)| i)
+        .unwrap_or(id.len());
     &id[..end]
 }
 

@@ -203,7 +203,12 @@ pub(crate) mod tests {
 
     pub fn info() -> ContainerInfo {
         let mut namespaces = std::collections::BTreeMap::new();
-        for (k, i, h) in [("net", 11, 1), ("pid", 12, 2), ("user", 3, 3), ("mnt", 14, 4)] {
+        for (k, i, h) in [
+            ("net", 11, 1),
+            ("pid", 12, 2),
+            ("user", 3, 3),
+            ("mnt", 14, 4),
+        ] {
             namespaces.insert(
                 k.to_string(),
                 NamespaceInfo {
@@ -274,7 +279,10 @@ pub(crate) mod tests {
             "PID 1 here is PID 45678 on the host"
         );
         assert_eq!(pid1_sentence(None, &[]), None);
-        let tree: Vec<(usize, u32)> = process_tree(&procs).iter().map(|(d, p)| (*d, p.pid)).collect();
+        let tree: Vec<(usize, u32)> = process_tree(&procs)
+            .iter()
+            .map(|(d, p)| (*d, p.pid))
+            .collect();
         assert_eq!(tree, [(0, 1), (1, 3), (2, 7), (1, 9)]);
     }
 
@@ -296,10 +304,22 @@ pub(crate) mod tests {
 
     #[test]
     fn chain_with_live_pids() {
-        let procs = vec![p(1, 45678, 0, "glassbox-init"), p(2, 45679, 1, "/bin/sh -i")];
+        let procs = vec![
+            p(1, 45678, 0, "glassbox-init"),
+            p(2, 45679, 1, "/bin/sh -i"),
+        ];
         let chain = runtime_chain(&info(), &procs);
         let names: Vec<_> = chain.iter().map(|l| l.name.as_str()).collect();
-        assert_eq!(names, ["this browser tab", "glassbox", "supervisor", "glassbox-init", "sh"]);
+        assert_eq!(
+            names,
+            [
+                "this browser tab",
+                "glassbox",
+                "supervisor",
+                "glassbox-init",
+                "sh"
+            ]
+        );
         assert_eq!(chain[2].pid.as_deref(), Some("host PID 45670"));
         assert_eq!(chain[3].pid.as_deref(), Some("PID 1 · host PID 45678"));
         assert_eq!(chain[4].pid.as_deref(), Some("PID 2 · host PID 45679"));

@@ -179,7 +179,10 @@ mod tests {
     fn rates_come_from_deltas() {
         let mut h = StatsHistory::new(10);
         h.push(snap(1_000, 0, 0, 1 << 20));
-        assert!(h.samples().is_empty(), "the first snapshot is only a baseline");
+        assert!(
+            h.samples().is_empty(),
+            "the first snapshot is only a baseline"
+        );
         // 250 ms later: 125 ms of CPU (50% of a core), throttled for 50 ms (20%).
         h.push(snap(1_250, 125_000_000, 50_000_000, 2 << 20));
         let s = *h.last_sample().unwrap();
@@ -199,7 +202,10 @@ mod tests {
         h.push(snap(900, 300, 0, 0));
         assert!(h.samples().is_empty(), "no time passed: nothing to derive");
         h.push(snap(2_000, 50, 0, 0));
-        assert!(h.samples().is_empty(), "a counter going backwards restarts the baseline");
+        assert!(
+            h.samples().is_empty(),
+            "a counter going backwards restarts the baseline"
+        );
         h.push(snap(3_000, 1_000_000_050, 0, 0));
         assert!((h.last_sample().unwrap().cpu_pct - 100.0).abs() < 1e-9);
         assert_eq!(h.latest().unwrap().timestamp_ms, 3_000);

@@ -20,14 +20,14 @@ pub mod xterm;
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 /// Entry point: render the app into `<body>`.
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(test)))]
 #[wasm_bindgen::prelude::wasm_bindgen(start)]
 pub fn start() {
     let root = gloo_utils_root();
     yew::Renderer::<ui::app::App>::with_root(root).render();
 }
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(test)))]
 fn gloo_utils_root() -> web_sys::Element {
     let doc = web_sys::window()
         .and_then(|w| w.document())

@@ -28,7 +28,11 @@ fn unreachable() -> ApiError {
 }
 
 /// One API call with the session cookie. Returns the status and body text.
-pub async fn call(method: &str, path: &str, body: Option<String>) -> Result<(u16, String), ApiError> {
+pub async fn call(
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> Result<(u16, String), ApiError> {
     let init = RequestInit::new();
     init.set_method(method);
     init.set_credentials(RequestCredentials::SameOrigin);

@@ -31,8 +31,13 @@ impl ReplayCursor {
 /// A control message from the server (text frame).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Control {
-    Exit { code: i32 },
-    Gap { from_seq: u64, to_seq: u64 },
+    Exit {
+        code: i32,
+    },
+    Gap {
+        from_seq: u64,
+        to_seq: u64,
+    },
     /// A message this page does not know: ignored.
     Unknown,
 }
@@ -257,7 +262,11 @@ mod tests {
     fn flow_writes_until_the_high_watermark_then_queues() {
         let mut f: Flow<Vec<u8>> = Flow::new(100, 20, 1000);
         assert_eq!(data(&f.incoming(vec![0; 60])), 60);
-        assert_eq!(data(&f.incoming(vec![0; 60])), 60, "under HIGH: written at once");
+        assert_eq!(
+            data(&f.incoming(vec![0; 60])),
+            60,
+            "under HIGH: written at once"
+        );
         assert_eq!(f.in_flight(), 120);
         assert!(f.incoming(vec![0; 10]).is_empty(), "over HIGH: queued");
         assert_eq!(f.queued(), 10);
@@ -291,7 +300,10 @@ mod tests {
     #[test]
     fn shortcuts_and_backoff() {
         assert!(is_copy_shortcut("C", true, true, false));
-        assert!(!is_copy_shortcut("c", true, false, false), "Ctrl+C is SIGINT");
+        assert!(
+            !is_copy_shortcut("c", true, false, false),
+            "Ctrl+C is SIGINT"
+        );
         assert!(is_paste_shortcut("V", true, true, false));
         assert!(is_paste_shortcut("v", false, false, true));
         assert!(!is_paste_shortcut("v", true, false, false));

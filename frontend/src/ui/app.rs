@@ -78,7 +78,9 @@ async fn start(store: Store) {
         }),
         Err(e) => {
             store.dispatch(Action::NoSession { reachable: true });
-            store.dispatch(Action::Error(Some(format!("Could not create a container: {e}"))));
+            store.dispatch(Action::Error(Some(format!(
+                "Could not create a container: {e}"
+            ))));
         }
     }
 }
@@ -110,7 +112,9 @@ fn events_connect(conn: Rc<RefCell<EventsConn>>, store: Store) {
     let s = store.clone();
     let on_message = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
         let ev: MessageEvent = ev.unchecked_into();
-        let Some(text) = ev.data().as_string() else { return };
+        let Some(text) = ev.data().as_string() else {
+            return;
+        };
         match decode_events_message(&text) {
             Ok(Incoming::Stats { id, stats }) => s.dispatch(Action::Stats { id, stats }),
             Ok(Incoming::Event { event, at_ms }) => {
@@ -429,7 +433,10 @@ fn terminals(props: &TerminalsProps) -> Html {
                 dark={props.dark} active={*active == serial} on_status={on_status.clone()} />
         }
     });
-    let cur = status.get(&*active).cloned().unwrap_or_else(|| "connecting".into());
+    let cur = status
+        .get(&*active)
+        .cloned()
+        .unwrap_or_else(|| "connecting".into());
     html! {
         <div class="card term-card">
             <div class="term-bar">

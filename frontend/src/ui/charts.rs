@@ -84,15 +84,21 @@ pub fn charts(props: &ChartsProps) -> Html {
     let peak = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
 
     let cpu_max = chart::scale(peak(&cpu), last.cpu_limit_pct, 100.0);
-    let cpu_limit = last
-        .cpu_limit_pct
-        .map(|l| (l, format!("limit {}", format::cpu_millis((l * 10.0) as u32))));
+    let cpu_limit = last.cpu_limit_pct.map(|l| {
+        (
+            l,
+            format!("limit {}", format::cpu_millis((l * 10.0) as u32)),
+        )
+    });
     let throttled = last.throttled_pct > 1.0;
     let cpu_card = chart_card(
         "CPU",
         format::percent(last.cpu_pct),
         if throttled {
-            format!("throttled {} of the time", format::percent(last.throttled_pct))
+            format!(
+                "throttled {} of the time",
+                format::percent(last.throttled_pct)
+            )
         } else {
             "% of one core · red: throttled".into()
         },
@@ -129,7 +135,8 @@ pub fn charts(props: &ChartsProps) -> Html {
             values: mem,
         }],
         mem_max,
-        last.memory_limit.map(|l| (l as f64, format!("limit {}", format::bytes(l)))),
+        last.memory_limit
+            .map(|l| (l as f64, format!("limit {}", format::bytes(l)))),
         mem_hot,
         "chart-memory",
     );

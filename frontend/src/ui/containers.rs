@@ -41,11 +41,17 @@ pub struct ListProps {
 
 fn state_badge(c: &ContainerInfo) -> Html {
     match c.state {
-        ContainerState::Running => html! { <span class="pill pill-good"><span class="dot" />{"running"}</span> },
+        ContainerState::Running => {
+            html! { <span class="pill pill-good"><span class="dot" />{"running"}</span> }
+        }
         ContainerState::Created => html! { <span class="pill pill-muted">{"created"}</span> },
         ContainerState::Exited => {
             let code = c.exit_code.map(|c| format!(" ({c})")).unwrap_or_default();
-            let cls = if c.exit_code == Some(0) { "pill-muted" } else { "pill-bad" };
+            let cls = if c.exit_code == Some(0) {
+                "pill-muted"
+            } else {
+                "pill-bad"
+            };
             html! { <span class={classes!("pill", cls)}>{format!("exited{code}")}{ if c.oom_killed { " · OOM" } else { "" } }</span> }
         }
     }
@@ -127,11 +133,18 @@ pub struct CreateProps {
 #[function_component(CreateFormView)]
 fn create_form(props: &CreateProps) -> Html {
     let store = props.store.clone();
-    let image = store.images.first().cloned().unwrap_or_else(|| "busybox".into());
+    let image = store
+        .images
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "busybox".into());
     let form = use_state(|| CreateForm::from_defaults(&image, &store.limits.defaults));
     let error = use_state(|| None::<String>);
     let busy = use_state(|| false);
-    let field = |label: &'static str, value: String, placeholder: String, set: fn(&mut CreateForm, String)| {
+    let field = |label: &'static str,
+                 value: String,
+                 placeholder: String,
+                 set: fn(&mut CreateForm, String)| {
         let form = form.clone();
         let oninput = Callback::from(move |e: InputEvent| {
             let v = e.target_unchecked_into::<HtmlInputElement>().value();
@@ -144,12 +157,21 @@ fn create_form(props: &CreateProps) -> Html {
         }
     };
     let max = store.limits.maxima;
-    let hint = |m: Option<String>| m.map(|m| format!("max {m}")).unwrap_or_else(|| "server default".into());
-    let images: Vec<String> = if store.images.is_empty() { vec!["busybox".into()] } else { store.images.clone() };
+    let hint = |m: Option<String>| {
+        m.map(|m| format!("max {m}"))
+            .unwrap_or_else(|| "server default".into())
+    };
+    let images: Vec<String> = if store.images.is_empty() {
+        vec!["busybox".into()]
+    } else {
+        store.images.clone()
+    };
     let on_image = {
         let form = form.clone();
         Callback::from(move |e: Event| {
-            let v = e.target_unchecked_into::<web_sys::HtmlSelectElement>().value();
+            let v = e
+                .target_unchecked_into::<web_sys::HtmlSelectElement>()
+                .value();
             let mut f = (*form).clone();
             f.image = v;
             form.set(f);
@@ -169,7 +191,8 @@ fn create_form(props: &CreateProps) -> Html {
             };
             error.set(None);
             busy.set(true);
-            let (error, busy, store, done) = (error.clone(), busy.clone(), store.clone(), done.clone());
+            let (error, busy, store, done) =
+                (error.clone(), busy.clone(), store.clone(), done.clone());
             wasm_bindgen_futures::spawn_local(async move {
                 match net::json::<ContainerInfo>("POST", api::CONTAINERS, Some(&req)).await {
                     Ok(info) => {

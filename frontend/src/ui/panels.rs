@@ -5,7 +5,7 @@ use crate::format;
 use crate::glass;
 use crate::history::StatsHistory;
 use crate::net;
-use protocol::{Change, CgroupVersion, ContainerInfo, ContainerState, ProcessEntry};
+use protocol::{CgroupVersion, Change, ContainerInfo, ContainerState, ProcessEntry};
 use serde::de::DeserializeOwned;
 use std::rc::Rc;
 use yew::prelude::*;
@@ -169,17 +169,17 @@ pub struct InfoProps {
 #[function_component(ProcessesPanel)]
 fn processes_panel(props: &InfoProps) -> Html {
     let running = props.info.state == ContainerState::Running;
-    let procs = use_poll::<Vec<ProcessEntry>>(
-        running.then(|| crate::api::processes(&props.info.id)),
-        1500,
-    );
+    let procs =
+        use_poll::<Vec<ProcessEntry>>(running.then(|| crate::api::processes(&props.info.id)), 1500);
     let list: &[ProcessEntry] = match &*procs {
         Poll::Ok(v) => v,
         _ => &[],
     };
     let headline = glass::pid1_sentence(Some(&props.info), list);
     let table = match &*procs {
-        _ if !running => html! { <p class="muted">{"The container is not running: it has no processes."}</p> },
+        _ if !running => {
+            html! { <p class="muted">{"The container is not running: it has no processes."}</p> }
+        }
         Poll::Waiting => loading(),
         Poll::Failed(e) => failed(e),
         Poll::Ok(_) => {
@@ -251,7 +251,10 @@ fn cgroup(info: &ContainerInfo, history: Option<&StatsHistory>) -> Html {
     let s = history.and_then(|h| h.latest());
     let l = &info.limits;
     let usage = |f: &dyn Fn(&protocol::Stats) -> String| s.map(f).unwrap_or_else(|| "—".into());
-    let lim_bytes = |b: Option<u64>| b.map(|b| format!("{b} ({})", format::bytes(b))).unwrap_or_else(|| "max".into());
+    let lim_bytes = |b: Option<u64>| {
+        b.map(|b| format!("{b} ({})", format::bytes(b)))
+            .unwrap_or_else(|| "max".into())
+    };
     let cpu_val = match (l.cpu_millis, v2) {
         (Some(m), true) => format!("{} 100000 ({})", m as u64 * 100, format::cpu_millis(m)),
         (Some(m), false) => format!("{} / 100000 ({})", m as u64 * 100, format::cpu_millis(m)),
@@ -260,23 +263,52 @@ fn cgroup(info: &ContainerInfo, history: Option<&StatsHistory>) -> Html {
     };
     let rows: Vec<(&str, String, String)> = vec![
         (
-            if v2 { "memory.max" } else { "memory.limit_in_bytes" },
+            if v2 {
+                "memory.max"
+            } else {
+                "memory.limit_in_bytes"
+            },
             lim_bytes(l.memory_bytes),
-            usage(&|s| format!("{} in use{}", format::bytes(s.memory_current), s.memory_peak.map(|p| format!(", peak {}", format::bytes(p))).unwrap_or_default())),
+            usage(&|s| {
+                format!(
+                    "{} in use{}",
+                    format::bytes(s.memory_current),
+                    s.memory_peak
+                        .map(|p| format!(", peak {}", format::bytes(p)))
+                        .unwrap_or_default()
+                )
+            }),
         ),
         (
-            if v2 { "memory.events oom_kill" } else { "memory.oom_control oom_kill" },
+            if v2 {
+                "memory.events oom_kill"
+            } else {
+                "memory.oom_control oom_kill"
+            },
             "—".into(),
             usage(&|s| format!("{} killed", s.oom_kills)),
         ),
         (
-            if v2 { "cpu.max" } else { "cpu.cfs_quota_us / period" },
+            if v2 {
+                "cpu.max"
+            } else {
+                "cpu.cfs_quota_us / period"
+            },
             cpu_val,
-            usage(&|s| format!("{:.2} s used, throttled {:.2} s in {} periods", s.cpu_usage_ns as f64 / 1e9, s.cpu_throttled_ns as f64 / 1e9, s.cpu_throttled_periods)),
+            usage(&|s| {
+                format!(
+                    "{:.2} s used, throttled {:.2} s in {} periods",
+                    s.cpu_usage_ns as f64 / 1e9,
+                    s.cpu_throttled_ns as f64 / 1e9,
+                    s.cpu_throttled_periods
+                )
+            }),
         ),
         (
             "pids.max",
-            l.pids.map(|p| p.to_string()).unwrap_or_else(|| "max".into()),
+            l.pids
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "max".into()),
             usage(&|s| format!("{} tasks (pids.current)", s.pids_current)),
         ),
         (
@@ -321,7 +353,9 @@ fn filesystem_panel(props: &InfoProps) -> Html {
     let changes = match &*diff {
         Poll::Waiting => loading(),
         Poll::Failed(e) => failed(e),
-        Poll::Ok(v) if v.is_empty() => html! { <p class="muted">{"Nothing yet: the container reads everything from the image. Try "}<code>{"rm /bin/sh"}</code>{" or "}<code>{"echo hi > /tmp/x"}</code>{"."}</p> },
+        Poll::Ok(v) if v.is_empty() => {
+            html! { <p class="muted">{"Nothing yet: the container reads everything from the image. Try "}<code>{"rm /bin/sh"}</code>{" or "}<code>{"echo hi > /tmp/x"}</code>{"."}</p> }
+        }
         Poll::Ok(v) => {
             let items = glass::sorted_changes(v).into_iter().map(|c| {
                 let (letter, class, what) = glass::change_label(c.kind);
@@ -353,10 +387,8 @@ fn filesystem_panel(props: &InfoProps) -> Html {
 #[function_component(ChainPanel)]
 fn chain_panel(props: &InfoProps) -> Html {
     let running = props.info.state == ContainerState::Running;
-    let procs = use_poll::<Vec<ProcessEntry>>(
-        running.then(|| crate::api::processes(&props.info.id)),
-        3000,
-    );
+    let procs =
+        use_poll::<Vec<ProcessEntry>>(running.then(|| crate::api::processes(&props.info.id)), 3000);
     let list: &[ProcessEntry] = match &*procs {
         Poll::Ok(v) => v,
         _ => &[],

@@ -153,15 +153,13 @@ impl Reducible for AppState {
                 s.stats.retain(|id, _| list.iter().any(|c| &c.id == id));
                 s.containers = list;
             }
-            Action::Container(info) => {
-                match s.containers.iter_mut().find(|c| c.id == info.id) {
-                    Some(c) => *c = info,
-                    None => {
-                        s.selected = Some(info.id.clone());
-                        s.containers.push(info);
-                    }
+            Action::Container(info) => match s.containers.iter_mut().find(|c| c.id == info.id) {
+                Some(c) => *c = info,
+                None => {
+                    s.selected = Some(info.id.clone());
+                    s.containers.push(info);
                 }
-            }
+            },
             Action::Select(id) => s.selected = Some(id),
             Action::Stats { id, stats } => {
                 let h = s.stats.entry(id).or_default();

@@ -89,7 +89,8 @@ fn write_all(ctx: &Shared, items: Vec<Write<Uint8Array>>) {
                 c.term.write(&chunk, done.unchecked_ref());
             }
             Write::Notice(text) => {
-                c.term.write(&JsValue::from_str(&text), &Function::new_no_args(""));
+                c.term
+                    .write(&JsValue::from_str(&text), &Function::new_no_args(""));
             }
         }
     }
@@ -97,7 +98,10 @@ fn write_all(ctx: &Shared, items: Vec<Write<Uint8Array>>) {
 
 fn send_size(ctx: &Shared) {
     let c = ctx.borrow();
-    if let Some(ws) = c.ws.as_ref().filter(|ws| ws.ready_state() == WebSocket::OPEN) {
+    if let Some(ws) =
+        c.ws.as_ref()
+            .filter(|ws| ws.ready_state() == WebSocket::OPEN)
+    {
         let _ = ws.send_with_str(&term::resize_message(c.term.cols(), c.term.rows()));
     }
 }
@@ -143,10 +147,11 @@ fn connect(ctx: &Shared) {
             match term::parse_control(&text) {
                 Control::Exit { code } => {
                     ctx.borrow_mut().exited = true;
-                    let msg = format!(
-                        "\r\n\x1b[0m\x1b[2m[process exited with code {code}]\x1b[0m\r\n"
-                    );
-                    ctx.borrow().term.write(&msg.into(), &Function::new_no_args(""));
+                    let msg =
+                        format!("\r\n\x1b[0m\x1b[2m[process exited with code {code}]\x1b[0m\r\n");
+                    ctx.borrow()
+                        .term
+                        .write(&msg.into(), &Function::new_no_args(""));
                     set_status(&ctx, &format!("exited {code}"));
                 }
                 Control::Gap { to_seq, .. } => ctx.borrow_mut().cursor.on_gap(to_seq),
@@ -183,7 +188,9 @@ fn connect(ctx: &Shared) {
                 } else {
                     format!("\r\n\x1b[2m[exec session closed: {why}]\x1b[0m\r\n")
                 };
-                ctx.borrow().term.write(&msg.into(), &Function::new_no_args(""));
+                ctx.borrow()
+                    .term
+                    .write(&msg.into(), &Function::new_no_args(""));
                 set_status(&ctx, "closed");
             }
         }
@@ -203,7 +210,10 @@ fn schedule_retry(ctx: &Shared) {
         c.attempt - 1
     };
     let wait = term::backoff_ms(attempt);
-    set_status(ctx, &format!("reconnecting in {:.1}s", wait as f64 / 1000.0));
+    set_status(
+        ctx,
+        &format!("reconnecting in {:.1}s", wait as f64 / 1000.0),
+    );
     let weak = Rc::downgrade(ctx);
     let t = gloo_timers::callback::Timeout::new(wait, move || {
         if let Some(ctx) = weak.upgrade() {
@@ -265,9 +275,14 @@ fn mount(host: &web_sys::HtmlElement, props: &TermProps) -> Shared {
     // Typed input goes out as binary frames: bytes, never a control message.
     let weak = Rc::downgrade(&ctx);
     let on_data = Closure::<dyn FnMut(JsValue)>::new(move |d: JsValue| {
-        let (Some(ctx), Some(s)) = (weak.upgrade(), d.as_string()) else { return };
+        let (Some(ctx), Some(s)) = (weak.upgrade(), d.as_string()) else {
+            return;
+        };
         let c = ctx.borrow();
-        if let Some(ws) = c.ws.as_ref().filter(|ws| ws.ready_state() == WebSocket::OPEN) {
+        if let Some(ws) =
+            c.ws.as_ref()
+                .filter(|ws| ws.ready_state() == WebSocket::OPEN)
+        {
             let _ = ws.send_with_u8_array(s.as_bytes());
         }
     });
@@ -280,7 +295,9 @@ fn mount(host: &web_sys::HtmlElement, props: &TermProps) -> Shared {
     // Ctrl+Shift+C / Ctrl+Shift+V; plain Ctrl+C stays the shell's interrupt.
     let weak = Rc::downgrade(&ctx);
     let on_key = Closure::<dyn FnMut(KeyboardEvent) -> bool>::new(move |ev: KeyboardEvent| {
-        let Some(ctx) = weak.upgrade() else { return true };
+        let Some(ctx) = weak.upgrade() else {
+            return true;
+        };
         let (k, c, s, m) = (ev.key(), ev.ctrl_key(), ev.shift_key(), ev.meta_key());
         let copy = term::is_copy_shortcut(&k, c, s, m);
         let paste = term::is_paste_shortcut(&k, c, s, m);
