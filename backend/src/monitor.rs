@@ -12,7 +12,7 @@ use crate::sessions::{ContainerEntry, SessionStore, Watched};
 use crate::state::AppState;
 use crate::supervisor;
 use protocol::{ContainerEvent, EventsMessage};
-use runtime::process::wire::{Frame, Reply, Request};
+use runtime::process::wire::{Frame, Reply, Request, Target};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,6 +110,18 @@ pub fn watch_exit(sessions: Arc<SessionStore>, session: String, entry: Arc<Conta
 }
 
 async fn wait_exit(entry: &ContainerEntry) -> Result<Option<i32>, supervisor::SupervisorError> {
+    // A supervisor whose main terminal was never attached keeps a finished
+    // container around for a few seconds, for a foreground caller that has
+    // not attached yet. Nobody here is one: attach once (and leave at once)
+    // so that exits and removals are not delayed.
+    {
+        let (_, mut w) = supervisor::connect(&entry.socket).await?;
+        w.request(Request::Attach {
+            target: Target::Main,
+            since: None,
+        })
+        .await?;
+    }
     let (mut reader, mut writer) = supervisor::connect(&entry.socket).await?;
     writer.request(Request::Watch).await?;
     while let Some(frame) = reader.next().await? {

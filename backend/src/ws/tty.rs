@@ -260,6 +260,15 @@ async fn output_loop(
     let mut expected: Option<u64> = None;
     loop {
         let msg = tokio::select! {
+            // A close asked for by the input side wins over the end of the
+            // supervisor connection that follows it.
+            biased;
+            Some(m) = ctrl_rx.recv() => {
+                let closing = matches!(m, Message::Close(_));
+                let _ = send_timeout(ws_tx, m, timeout).await;
+                if closing { return; }
+                continue;
+            }
             frame = out_rx.recv() => match frame {
                 Some(frame) => frame,
                 None => {
@@ -267,12 +276,6 @@ async fn output_loop(
                     return;
                 }
             },
-            Some(m) = ctrl_rx.recv() => {
-                let closing = matches!(m, Message::Close(_));
-                let _ = send_timeout(ws_tx, m, timeout).await;
-                if closing { return; }
-                continue;
-            }
             _ = ping.tick() => {
                 if !send_timeout(ws_tx, Message::Ping(Default::default()), timeout).await { return; }
                 continue;
