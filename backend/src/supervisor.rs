@@ -24,6 +24,8 @@ pub enum SupervisorError {
 pub struct Reader {
     half: OwnedReadHalf,
     buf: Vec<u8>,
+    /// Start of the undecoded bytes in `buf` (compacted before each read).
+    pos: usize,
 }
 
 pub struct Writer {
@@ -40,6 +42,7 @@ pub async fn connect(socket: &Path) -> Result<(Reader, Writer), SupervisorError>
         Reader {
             half: r,
             buf: Vec::with_capacity(READ_CHUNK),
+            pos: 0,
         },
         Writer {
             half: w,
@@ -52,10 +55,13 @@ impl Reader {
     /// The next frame; `None` when the supervisor closed the socket.
     pub async fn next(&mut self) -> Result<Option<Frame<Reply>>, SupervisorError> {
         loop {
-            if let Some((frame, used)) = wire::decode::<Reply>(&self.buf)? {
-                self.buf.drain(..used);
+            if let Some((frame, used)) = wire::decode::<Reply>(&self.buf[self.pos..])? {
+                self.pos += used;
                 return Ok(Some(frame));
             }
+            // Move the partial frame to the front once, not after every frame.
+            self.buf.drain(..self.pos);
+            self.pos = 0;
             let start = self.buf.len();
             self.buf.resize(start + READ_CHUNK, 0);
             let n = self.half.read(&mut self.buf[start..]).await;

@@ -37,6 +37,8 @@ use tokio::sync::{mpsc, watch};
 
 /// Supervisor frames (≤ 64 KiB of output each, a replay up to 256 KiB) in flight per socket.
 const OUT_FRAMES: usize = 8;
+/// Output frames already waiting are sent as one WebSocket message up to this size.
+const COALESCE: usize = 256 * 1024;
 const MAX_EXEC_ARGS: usize = 64;
 
 /// What the socket attaches to.
@@ -258,38 +260,58 @@ async fn output_loop(
     ping.reset();
     // Sequence number the next binary byte would have if the stream continues.
     let mut expected: Option<u64> = None;
+    let mut held: Option<Frame<Reply>> = None;
     loop {
-        let msg = tokio::select! {
-            // A close asked for by the input side wins over the end of the
-            // supervisor connection that follows it.
-            biased;
-            Some(m) = ctrl_rx.recv() => {
-                let closing = matches!(m, Message::Close(_));
-                let _ = send_timeout(ws_tx, m, timeout).await;
-                if closing { return; }
-                continue;
-            }
-            frame = out_rx.recv() => match frame {
-                Some(frame) => frame,
-                None => {
-                    let _ = send_timeout(ws_tx, close(INTERNAL, "the container's supervisor went away"), timeout).await;
-                    return;
+        let msg = if let Some(m) = held.take() {
+            m
+        } else {
+            tokio::select! {
+                // A close asked for by the input side wins over the end of the
+                // supervisor connection that follows it.
+                biased;
+                Some(m) = ctrl_rx.recv() => {
+                    let closing = matches!(m, Message::Close(_));
+                    let _ = send_timeout(ws_tx, m, timeout).await;
+                    if closing { return; }
+                    continue;
                 }
-            },
-            _ = ping.tick() => {
-                if !send_timeout(ws_tx, Message::Ping(Default::default()), timeout).await { return; }
-                continue;
-            }
-            Ok(()) = ended.changed() => {
-                if *ended.borrow() {
-                    let _ = send_timeout(ws_tx, close(POLICY, "session ended"), timeout).await;
-                    return;
+                frame = out_rx.recv() => match frame {
+                    Some(frame) => frame,
+                    None => {
+                        let _ = send_timeout(ws_tx, close(INTERNAL, "the container's supervisor went away"), timeout).await;
+                        return;
+                    }
+                },
+                _ = ping.tick() => {
+                    if !send_timeout(ws_tx, Message::Ping(Default::default()), timeout).await { return; }
+                    continue;
                 }
-                continue;
+                Ok(()) = ended.changed() => {
+                    if *ended.borrow() {
+                        let _ = send_timeout(ws_tx, close(POLICY, "session ended"), timeout).await;
+                        return;
+                    }
+                    continue;
+                }
             }
         };
         let ok = match msg {
-            Frame::Output { seq, data } => {
+            Frame::Output { seq, mut data } => {
+                // Join output that is already waiting: fewer, larger messages.
+                while data.len() < COALESCE {
+                    match out_rx.try_recv() {
+                        Ok(Frame::Output { seq: s, data: more })
+                            if s == seq + data.len() as u64 =>
+                        {
+                            data.extend_from_slice(&more)
+                        }
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
                 let mut ok = true;
                 if expected != Some(seq) {
                     ok = send_timeout(ws_tx, text(&TtyServerMessage::Seq { seq }), timeout).await;
