@@ -21,6 +21,10 @@ impl ReplayCursor {
     pub fn on_bytes(&mut self, n: usize) {
         self.next += n as u64;
     }
+    /// The server says where its next bytes start.
+    pub fn on_seq(&mut self, seq: u64) {
+        self.next = seq;
+    }
     /// The server says output `from..to` is gone (its ring overflowed): the
     /// next byte it sends is byte `to`.
     pub fn on_gap(&mut self, to_seq: u64) {
@@ -38,7 +42,11 @@ pub enum Control {
         from_seq: u64,
         to_seq: u64,
     },
-    /// A message this page does not know: ignored.
+    /// The next binary frame starts at output byte `seq`.
+    Seq {
+        seq: u64,
+    },
+    /// A message this page does not act on: ignored.
     Unknown,
 }
 
@@ -49,7 +57,10 @@ pub fn parse_control(text: &str) -> Control {
     match serde_json::from_str::<TtyServerMessage>(text) {
         Ok(TtyServerMessage::Exit { code }) => Control::Exit { code },
         Ok(TtyServerMessage::Gap { from_seq, to_seq }) => Control::Gap { from_seq, to_seq },
-        Err(_) => Control::Unknown,
+        Ok(TtyServerMessage::Seq { seq }) => Control::Seq { seq },
+        Ok(TtyServerMessage::Attached { .. }) | Ok(TtyServerMessage::Error { .. }) | Err(_) => {
+            Control::Unknown
+        }
     }
 }
 

@@ -43,4 +43,25 @@ pub struct ErrorDetail {
     /// A stable machine-readable code, e.g. `limit_exceeded`.
     pub code: String,
     pub message: String,
+    /// For `limit_exceeded` and `out_of_capacity`: the name of the limit that was hit,
+    /// e.g. `memory_bytes` or `containers_per_session`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+}
+
+/// `GET /api/v1/sessions/current`: the session and the limits that apply to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub session_id: String,
+    /// Unix time in milliseconds when the session ends regardless of activity (hard TTL).
+    pub expires_at: u64,
+    /// Unix time in milliseconds when the session ends if nothing happens before then.
+    pub idle_expires_at: u64,
+    pub idle_timeout_secs: u64,
+    /// How many containers this session may have at once.
+    pub max_containers: u32,
+    /// What a container gets when it asks for nothing.
+    pub default_limits: Limits,
+    /// The most a container may ask for.
+    pub max_limits: Limits,
 }

@@ -18,10 +18,20 @@ pub enum TtyClientMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TtyServerMessage {
+    /// First message on every terminal socket: which terminal this is (`exec_id` is
+    /// `None` for the container's main terminal) and the sequence number just past
+    /// the output the supervisor held when the client attached.
+    Attached { exec_id: Option<u32>, next_seq: u64 },
+    /// The next binary frame starts at output byte `seq`. Sent before the first
+    /// binary frame and whenever the stream does not simply continue. A client
+    /// that reconnects passes `?since=` its position (last `seq` + bytes since).
+    Seq { seq: u64 },
     /// The process behind this terminal exited.
     Exit { code: i32 },
     /// Output was lost because the replay buffer overflowed.
     Gap { from_seq: u64, to_seq: u64 },
+    /// Something went wrong on the server side; the socket closes after it.
+    Error { message: String },
 }
 
 /// Clamp a requested size into `1..=MAX_COLS` × `1..=MAX_ROWS`.

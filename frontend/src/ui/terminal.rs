@@ -155,6 +155,7 @@ fn connect(ctx: &Shared) {
                     set_status(&ctx, &format!("exited {code}"));
                 }
                 Control::Gap { to_seq, .. } => ctx.borrow_mut().cursor.on_gap(to_seq),
+                Control::Seq { seq } => ctx.borrow_mut().cursor.on_seq(seq),
                 Control::Unknown => {}
             }
             return;

@@ -1,0 +1,108 @@
+//! API create → first byte (and first prompt) on the tty socket, at 1 and at
+//! N concurrent creates. Prints p50/p99. Needs root.
+//!
+//! GLASSBOX_BENCH_ITERS (default 30) sequential runs; GLASSBOX_BENCH_CONCURRENCY
+//! (default 50) creates at once, GLASSBOX_BENCH_ROUNDS (default 2) times.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use futures_util::StreamExt;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tokio_tungstenite::tungstenite::Message;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// (create → first output byte, create → prompt "# "), one container.
+async fn one(s: &Server, token: &str) -> (Duration, Duration, String) {
+    let t0 = Instant::now();
+    let c = s.container(token, json!({})).await;
+    let id = c["id"].as_str().expect("id").to_string();
+    let mut ws = s
+        .ws(token, &format!("/api/v1/containers/{id}/tty"), &[])
+        .await
+        .expect("tty");
+    let mut first = None;
+    let mut seen = Vec::new();
+    while let Some(Ok(m)) = ws.next().await {
+        if let Message::Binary(b) = m {
+            first.get_or_insert_with(|| t0.elapsed());
+            seen.extend_from_slice(&b);
+            if seen.windows(2).any(|w| w == b"# ") {
+                break;
+            }
+        }
+    }
+    let prompt = t0.elapsed();
+    (first.unwrap_or(prompt), prompt, id)
+}
+
+fn pct(v: &mut [Duration], p: f64) -> f64 {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i].as_secs_f64() * 1000.0
+}
+
+fn report(label: &str, first: &mut [Duration], prompt: &mut [Duration]) {
+    println!(
+        "{label:<28} n={:<4} first byte p50 {:>6.1} ms  p99 {:>6.1} ms | prompt p50 {:>6.1} ms  p99 {:>6.1} ms",
+        first.len(),
+        pct(first, 0.5),
+        pct(first, 0.99),
+        pct(prompt, 0.5),
+        pct(prompt, 0.99)
+    );
+}
+
+fn main() {
+    runtime::process::supervisor_entrypoint();
+    let iters = env("GLASSBOX_BENCH_ITERS", 30);
+    let conc = env("GLASSBOX_BENCH_CONCURRENCY", 50);
+    let rounds = env("GLASSBOX_BENCH_ROUNDS", 2);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    rt.block_on(async {
+        let s = Server::start(|c| {
+            c.sessions.containers_per_session = 1000;
+            c.capacity.max_containers = 1000;
+            c.limits.default_memory_bytes = 64 << 20;
+            c.limits.default_disk_bytes = 16 << 20;
+        })
+        .await;
+        let token = s.session().await;
+        // Warm up (image, page cache).
+        for _ in 0..3 {
+            let (_, _, id) = one(&s, &token).await;
+            s.delete(&token, &format!("/api/v1/containers/{id}")).await;
+        }
+        let (mut first, mut prompt) = (Vec::new(), Vec::new());
+        for _ in 0..iters {
+            let (f, p, id) = one(&s, &token).await;
+            first.push(f);
+            prompt.push(p);
+            s.delete(&token, &format!("/api/v1/containers/{id}")).await;
+        }
+        report("1 at a time", &mut first, &mut prompt);
+        let (mut first, mut prompt) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let runs = (0..conc).map(|_| one(&s, &token));
+            let results = futures_util::future::join_all(runs).await;
+            for (f, p, id) in results {
+                first.push(f);
+                prompt.push(p);
+                s.delete(&token, &format!("/api/v1/containers/{id}")).await;
+            }
+        }
+        report(&format!("{conc} concurrent"), &mut first, &mut prompt);
+        s.stop().await;
+    });
+}

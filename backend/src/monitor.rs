@@ -1,0 +1,147 @@
+//! Background work: the stats sampler that feeds `/api/v1/events`, the
+//! per-container exit watcher, and the reaper of expired sessions.
+//!
+//! The sampler reads each watched container's cgroup once per tick, however
+//! many sockets watch it, and publishes the snapshot through a `watch`
+//! channel (latest value wins: a slow socket skips samples, never queues
+//! them). OOM kills and refused forks are the increases of the cgroup's
+//! counters between two samples.
+
+use crate::metrics;
+use crate::sessions::{ContainerEntry, SessionStore, Watched};
+use crate::state::AppState;
+use crate::supervisor;
+use protocol::{ContainerEvent, EventsMessage};
+use runtime::process::wire::{Frame, Reply, Request, Target};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+pub fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
+    vec![
+        tokio::spawn(sampler(Arc::clone(state))),
+        tokio::spawn(reaper(Arc::clone(state))),
+    ]
+}
+
+async fn sampler(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_millis(state.config.stats_interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let watched = state.sessions.watched();
+        if watched.is_empty() {
+            continue;
+        }
+        // One blocking job per tick reads every watched cgroup.
+        let sampled = tokio::task::spawn_blocking(move || sample(watched)).await;
+        if let Err(e) = sampled {
+            tracing::error!(error = %e, "stats sampling failed");
+        }
+    }
+}
+
+fn sample(watched: Vec<Watched>) {
+    let now = runtime::state::now_ms();
+    for (stats_tx, events_tx, entries) in watched {
+        let mut snapshot = Vec::with_capacity(entries.len());
+        for entry in entries {
+            // A container being removed has no cgroup any more: skip it.
+            let Ok(stats) = entry.cgroup.stats() else {
+                continue;
+            };
+            let (oom_before, pids_before) = {
+                let mut c = entry.counters.lock().unwrap_or_else(|p| p.into_inner());
+                let before = *c;
+                *c = (stats.oom_kills, stats.pids_limit_hits);
+                before
+            };
+            if stats.oom_kills > oom_before {
+                let _ = events_tx.send(EventsMessage::Event {
+                    event: ContainerEvent::OomKill {
+                        id: entry.id.clone(),
+                        count: stats.oom_kills,
+                        limit_bytes: stats.memory_limit,
+                    },
+                    at_ms: now,
+                });
+            }
+            if stats.pids_limit_hits > pids_before {
+                let _ = events_tx.send(EventsMessage::Event {
+                    event: ContainerEvent::PidsLimit {
+                        id: entry.id.clone(),
+                        count: stats.pids_limit_hits,
+                        limit: stats.pids_limit,
+                    },
+                    at_ms: now,
+                });
+            }
+            snapshot.push((entry.id.clone(), stats));
+        }
+        stats_tx.send_replace(Arc::new(snapshot));
+    }
+}
+
+/// Learn when a container's main process exits (the supervisor's `Watch`)
+/// and tell the session.
+pub fn watch_exit(sessions: Arc<SessionStore>, session: String, entry: Arc<ContainerEntry>) {
+    tokio::spawn(async move {
+        let code = match wait_exit(&entry).await {
+            Ok(Some(code)) => code,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(container = %entry.id, error = %e, "exit watch ended without an exit");
+                return;
+            }
+        };
+        tracing::info!(container = %entry.id, session = %session, code, "container exited");
+        sessions.publish(
+            &session,
+            EventsMessage::Event {
+                event: ContainerEvent::Exited {
+                    id: entry.id.clone(),
+                    code,
+                },
+                at_ms: runtime::state::now_ms(),
+            },
+        );
+    });
+}
+
+async fn wait_exit(entry: &ContainerEntry) -> Result<Option<i32>, supervisor::SupervisorError> {
+    // A supervisor whose main terminal was never attached keeps a finished
+    // container around for a few seconds, for a foreground caller that has
+    // not attached yet. Nobody here is one: attach once (and leave at once)
+    // so that exits and removals are not delayed.
+    {
+        let (_, mut w) = supervisor::connect(&entry.socket).await?;
+        w.request(Request::Attach {
+            target: Target::Main,
+            since: None,
+        })
+        .await?;
+    }
+    let (mut reader, mut writer) = supervisor::connect(&entry.socket).await?;
+    writer.request(Request::Watch).await?;
+    while let Some(frame) = reader.next().await? {
+        if let Frame::Control(Reply::Exit { code }) = frame {
+            return Ok(Some(code));
+        }
+    }
+    Ok(None)
+}
+
+async fn reaper(state: AppState) {
+    let every = Duration::from_millis(state.config.sessions.reap_interval_ms.max(50));
+    loop {
+        tokio::time::sleep(every).await;
+        for (session, containers) in state.sessions.end_expired() {
+            tracing::info!(session = %session, containers = containers.len(), "session expired");
+            metrics::global()
+                .sessions_expired
+                .fetch_add(1, Ordering::Relaxed);
+            state.remove_containers(&session, containers).await;
+        }
+    }
+}

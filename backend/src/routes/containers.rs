@@ -1,0 +1,285 @@
+//! `/api/v1/containers`: create, list, inspect, remove, and the live views.
+//! Every path with an id first checks that the container is the session's
+//! own; someone else's container is a 404, exactly like a missing one.
+
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiJson};
+use crate::monitor;
+use crate::sessions::ContainerEntry;
+use crate::state::AppState;
+use crate::{limits, metrics};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use protocol::api::CreateContainer;
+use protocol::{Change, ContainerEvent, ContainerInfo, EventsMessage, ProcessEntry, Stats};
+use runtime::cgroups::Cgroup;
+use runtime::CreateOptions;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+const MAX_NAME: usize = 40;
+const MAX_ARGS: usize = 64;
+const MAX_ENV: usize = 64;
+const MAX_STRING: usize = 4096;
+
+fn bad(msg: String) -> ApiError {
+    ApiError::BadRequest(format!("bad field: {msg}"))
+}
+
+fn valid_name(s: &str) -> bool {
+    s.len() <= MAX_NAME && runtime::state::is_valid_name(s)
+}
+
+fn valid_env_key(k: &str) -> bool {
+    !k.is_empty()
+        && k.len() <= 128
+        && k.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn plain(s: &str) -> bool {
+    s.len() <= MAX_STRING && !s.contains('\0')
+}
+
+/// Check the body's fields; returns (user name or None, hostname or None).
+fn validate(req: &CreateContainer) -> Result<(), ApiError> {
+    if req.image.is_empty() || req.image.len() > 128 {
+        return Err(bad("image must be 1 to 128 characters".into()));
+    }
+    if let Some(n) = &req.name {
+        if !valid_name(n) {
+            return Err(bad(format!(
+                "name {n:?}: use letters, digits, '-', '_' or '.', at most {MAX_NAME}, starting with a letter or digit"
+            )));
+        }
+    }
+    if let Some(h) = &req.hostname {
+        if !valid_name(h) {
+            return Err(bad(format!("hostname {h:?} is not a valid hostname")));
+        }
+    }
+    if let Some(cmd) = &req.cmd {
+        if cmd.is_empty()
+            || cmd.len() > MAX_ARGS
+            || !cmd.iter().all(|a| plain(a))
+            || cmd[0].is_empty()
+        {
+            return Err(bad(format!(
+                "cmd must have 1 to {MAX_ARGS} arguments without NUL bytes, a non-empty program first"
+            )));
+        }
+    }
+    if let Some(env) = &req.env {
+        if env.len() > MAX_ENV {
+            return Err(bad(format!("env has more than {MAX_ENV} entries")));
+        }
+        for (k, v) in env {
+            if !valid_env_key(k) || !plain(v) {
+                return Err(bad(format!("env entry {k:?} is not a valid variable")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The API's view: the user's name, not the runtime's session-prefixed one.
+fn present(mut info: ContainerInfo, entry: &ContainerEntry) -> ContainerInfo {
+    info.name = entry.name.clone();
+    info
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(req): ApiJson<CreateContainer>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    validate(&req)?;
+    let limits = limits::resolve(req.limits, &state.config.limits)?;
+    let session = auth.session.id.clone();
+    if let Some(n) = &req.name {
+        if state.sessions.name_in_use(&session, n) {
+            return Err(ApiError::Conflict(format!("the name {n:?} is in use")));
+        }
+    }
+    let reservation = state
+        .sessions
+        .reserve(&session, limits.memory_bytes.unwrap_or(0))?;
+    let _permit = state
+        .create_gate
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
+    // Runtime names are global; the session prefix keeps sessions' names apart.
+    let runtime_name = req.name.as_ref().map(|n| format!("{}-{n}", &session[..8]));
+    let opts = CreateOptions {
+        image: req.image.clone(),
+        name: runtime_name,
+        hostname: req.hostname.clone().or_else(|| req.name.clone()),
+        cmd: req.cmd.clone().unwrap_or_default(),
+        env: req
+            .env
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
+        limits,
+        init: req.init.unwrap_or(true),
+        tty: true,
+        tty_size: None,
+        interactive: true,
+        foreground: false,
+        auto_remove: false,
+    };
+    let (info, cgroup) = state
+        .blocking(move |rt| {
+            let started = rt.create(opts)?;
+            let config = rt
+                .state_dir()
+                .container(&started.info.id)
+                .read_config()
+                .map_err(runtime::ContainerError::from)?;
+            // The exit is learnt from the supervisor's socket, not this handle.
+            drop(started.supervisor);
+            Ok::<_, runtime::ContainerError>((started.info, Cgroup::open(&config.cgroup)))
+        })
+        .await?;
+    let entry = ContainerEntry {
+        id: info.id.clone(),
+        name: req.name.clone().unwrap_or_else(|| info.name.clone()),
+        socket: state.runtime.state_dir().container(&info.id).socket(),
+        cgroup,
+        memory_bytes: limits.memory_bytes.unwrap_or(0),
+        counters: Default::default(),
+    };
+    let entry = match state.sessions.commit(reservation, entry) {
+        Ok(e) => e,
+        Err(orphan) => {
+            // The session ended while the container was being made.
+            state.remove_containers(&session, vec![orphan]).await;
+            return Err(ApiError::Unauthorized("the session has ended"));
+        }
+    };
+    let m = metrics::global();
+    m.observe_create(started.elapsed());
+    m.containers_created.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(session = %session, container = %entry.id, took_ms = started.elapsed().as_millis() as u64, "container created");
+    state.sessions.publish(
+        &session,
+        EventsMessage::Event {
+            event: ContainerEvent::Created {
+                id: entry.id.clone(),
+            },
+            at_ms: runtime::state::now_ms(),
+        },
+    );
+    monitor::watch_exit(Arc::clone(&state.sessions), session, Arc::clone(&entry));
+    Ok((StatusCode::CREATED, ApiJson(present(info, &entry))).into_response())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<ApiJson<Vec<ContainerInfo>>, ApiError> {
+    let entries = state.sessions.containers(&auth.session.id);
+    let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+    let infos = state
+        .blocking(move |rt| {
+            Ok::<_, ApiError>(
+                ids.iter()
+                    .filter_map(|id| rt.inspect(id).ok())
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .await?;
+    let mut out: Vec<ContainerInfo> = infos
+        .into_iter()
+        .filter_map(|info| {
+            let entry = entries.iter().find(|e| e.id == info.id)?;
+            Some(present(info, entry))
+        })
+        .collect();
+    out.sort_by_key(|c| c.created_at_ms);
+    Ok(ApiJson(out))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<ApiJson<ContainerInfo>, ApiError> {
+    let entry = state.sessions.container(&auth.session.id, &id)?;
+    let info = state.blocking(move |rt| rt.inspect(&id)).await?;
+    Ok(ApiJson(present(info, &entry)))
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let entry = state
+        .sessions
+        .forget(&auth.session.id, &id)
+        .ok_or(ApiError::ContainerNotFound)?;
+    state.remove_containers(&auth.session.id, vec![entry]).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn stats(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<ApiJson<Stats>, ApiError> {
+    let entry = state.sessions.container(&auth.session.id, &id)?;
+    let stats = state
+        .blocking(move |_| entry.cgroup.stats().map_err(ApiError::internal))
+        .await?;
+    Ok(ApiJson(stats))
+}
+
+pub async fn processes(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<ApiJson<Vec<ProcessEntry>>, ApiError> {
+    state.sessions.container(&auth.session.id, &id)?;
+    Ok(ApiJson(state.blocking(move |rt| rt.processes(&id)).await?))
+}
+
+pub async fn diff(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<ApiJson<Vec<Change>>, ApiError> {
+    state.sessions.container(&auth.session.id, &id)?;
+    Ok(ApiJson(state.blocking(move |rt| rt.diff(&id)).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_checked() {
+        let ok = CreateContainer {
+            image: "busybox".into(),
+            ..Default::default()
+        };
+        assert!(validate(&ok).is_ok());
+        let mut bad_name = ok.clone();
+        bad_name.name = Some("../etc".into());
+        assert!(validate(&bad_name).is_err());
+        let mut bad_cmd = ok.clone();
+        bad_cmd.cmd = Some(vec!["a\0b".into()]);
+        assert!(validate(&bad_cmd).is_err());
+        let mut bad_env = ok;
+        bad_env.env = Some([("1X".to_string(), "y".to_string())].into());
+        assert!(validate(&bad_env).is_err());
+    }
+}

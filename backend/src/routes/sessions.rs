@@ -1,0 +1,89 @@
+//! `/api/v1/sessions`: start a session, look at it, end it.
+
+use crate::auth::{self, Auth};
+use crate::error::{ApiError, ApiJson};
+use crate::limits;
+use crate::metrics;
+use crate::sessions::unix_ms;
+use crate::state::AppState;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use protocol::api::{SessionCreated, SessionInfo};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+
+/// The client's address: the peer's, or behind a trusted proxy its `X-Real-IP`.
+fn client_ip(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+    if state.config.trust_proxy_headers {
+        if let Some(ip) = headers
+            .get("x-real-ip")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+        {
+            return ip;
+        }
+    }
+    peer.ip()
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let ip = client_ip(&state, &headers, peer);
+    let (session_id, token, expires) = state.sessions.create(ip)?;
+    metrics::global()
+        .sessions_created
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::info!(session = %session_id, %ip, "session created");
+    let cookie = auth::session_cookie(
+        &token,
+        state.config.sessions.ttl_secs,
+        state.config.secure_cookie,
+    );
+    let body = SessionCreated {
+        session_id,
+        token,
+        expires_at: unix_ms(expires),
+    };
+    Ok((
+        StatusCode::CREATED,
+        [(header::SET_COOKIE, cookie)],
+        ApiJson(body),
+    )
+        .into_response())
+}
+
+pub async fn current(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<ApiJson<SessionInfo>, ApiError> {
+    let (hard, idle) = state
+        .sessions
+        .deadlines(&auth.session.id)
+        .ok_or(ApiError::Unauthorized("the session has ended"))?;
+    Ok(ApiJson(SessionInfo {
+        session_id: auth.session.id.clone(),
+        expires_at: unix_ms(hard),
+        idle_expires_at: unix_ms(idle.min(hard)),
+        idle_timeout_secs: state.config.sessions.idle_timeout_secs,
+        max_containers: state.config.sessions.containers_per_session,
+        default_limits: limits::defaults(&state.config.limits),
+        max_limits: limits::maxima(&state.config.limits),
+    }))
+}
+
+pub async fn end(State(state): State<AppState>, auth: Auth) -> Response {
+    tracing::info!(session = %auth.session.id, "session ended by its user");
+    state.end_session(&auth.session.id).await;
+    (
+        StatusCode::NO_CONTENT,
+        [(
+            header::SET_COOKIE,
+            auth::clear_cookie(state.config.secure_cookie),
+        )],
+    )
+        .into_response()
+}

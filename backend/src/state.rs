@@ -1,0 +1,83 @@
+//! What every handler shares, and the few operations several of them need.
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics;
+use crate::sessions::{ContainerEntry, SessionStore};
+use protocol::{ContainerEvent, EventsMessage};
+use runtime::Runtime;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+pub type AppState = Arc<Shared>;
+
+pub struct Shared {
+    pub config: Config,
+    pub runtime: Arc<Runtime>,
+    pub sessions: Arc<SessionStore>,
+    /// Bounds the container creations running at once.
+    pub create_gate: Semaphore,
+}
+
+impl Shared {
+    pub fn new(config: Config, runtime: Runtime) -> Shared {
+        Shared {
+            sessions: Arc::new(SessionStore::new(config.clone())),
+            create_gate: Semaphore::new(config.capacity.parallel_creates as usize),
+            runtime: Arc::new(runtime),
+            config,
+        }
+    }
+
+    /// Run a blocking runtime call off the async threads.
+    pub async fn blocking<T, E>(
+        &self,
+        f: impl FnOnce(&Runtime) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        E: Into<ApiError> + Send + 'static,
+    {
+        let rt = Arc::clone(&self.runtime);
+        tokio::task::spawn_blocking(move || f(&rt))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(Into::into)
+    }
+
+    /// Kill and remove containers that already left their session, and tell
+    /// the session's events sockets (if it still has any).
+    pub async fn remove_containers(&self, session: &str, entries: Vec<Arc<ContainerEntry>>) {
+        for entry in entries {
+            let id = entry.id.clone();
+            let result = self.blocking(move |rt| rt.remove(&id, true)).await;
+            match result {
+                Ok(()) | Err(ApiError::ContainerNotFound) => {
+                    metrics::global()
+                        .containers_removed
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.sessions.publish(
+                        session,
+                        EventsMessage::Event {
+                            event: ContainerEvent::Removed {
+                                id: entry.id.clone(),
+                            },
+                            at_ms: runtime::state::now_ms(),
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(container = %entry.id, session, error = %e, "removing a container failed")
+                }
+            }
+        }
+    }
+
+    /// End a session and remove its containers.
+    pub async fn end_session(&self, session: &str) {
+        if let Some(entries) = self.sessions.end(session) {
+            self.remove_containers(session, entries).await;
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! WebSockets: the terminal ([`tty`]) and the events stream ([`events`]).
+//!
+//! Close codes used (RFC 6455):
+//! - 1000 the process exited (after an `exit` message);
+//! - 1001 the server is shutting down;
+//! - 1003 a message of a type this socket does not take;
+//! - 1007 a text frame that is not valid JSON or has bad fields;
+//! - 1008 the session ended (expired or deleted);
+//! - 1009 a message over the size limit;
+//! - 1011 the container's supervisor failed or went away.
+
+pub mod events;
+pub mod tty;
+
+use crate::error::ApiError;
+use axum::extract::ws::{
+    rejection::WebSocketUpgradeRejection, CloseFrame, Message, WebSocketUpgrade,
+};
+use futures_util::{Sink, SinkExt};
+use std::time::Duration;
+
+pub const NORMAL: u16 = 1000;
+pub const GOING_AWAY: u16 = 1001;
+pub const UNSUPPORTED: u16 = 1003;
+pub const INVALID_PAYLOAD: u16 = 1007;
+pub const POLICY: u16 = 1008;
+pub const TOO_BIG: u16 = 1009;
+pub const INTERNAL: u16 = 1011;
+
+pub fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+/// Apply the operator's size limits to an upgrade (or say why it is not one).
+pub fn configure(
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    max_message: usize,
+) -> Result<WebSocketUpgrade, ApiError> {
+    let ws = ws
+        .map_err(|r| ApiError::BadRequest(format!("not a WebSocket upgrade: {}", r.body_text())))?;
+    Ok(ws
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        // Outgoing data waits in our bounded channels, not in an unbounded buffer.
+        .write_buffer_size(64 * 1024)
+        .max_write_buffer_size(1024 * 1024))
+}
+
+/// Why reading a client's message failed: 1009 for over the size limit.
+pub fn read_error_close(e: &axum::Error) -> Option<Message> {
+    let inner = std::error::Error::source(e)?;
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => Some(close(TOO_BIG, "message too big")),
+        Some(tungstenite::Error::Utf8(_)) => {
+            Some(close(INVALID_PAYLOAD, "text frame is not UTF-8"))
+        }
+        Some(tungstenite::Error::Protocol(_)) => Some(close(1002, "protocol error")),
+        _ => None,
+    }
+}
+
+/// Send within a deadline: a client that does not read is dropped, not waited for.
+pub async fn send_timeout<S>(sink: &mut S, msg: Message, timeout: Duration) -> bool
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    matches!(
+        tokio::time::timeout(timeout, sink.send(msg)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Send a JSON control message as a text frame.
+pub fn text<T: serde::Serialize>(msg: &T) -> Message {
+    // Serializing our own message types cannot fail.
+    Message::Text(serde_json::to_string(msg).unwrap_or_default().into())
+}

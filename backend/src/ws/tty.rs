@@ -1,0 +1,469 @@
+//! Terminal WebSockets: `/containers/{id}/tty` (the main terminal, or an
+//! exec session's with `?exec=N`) and `/containers/{id}/exec` (a new process).
+//!
+//! Binary frames carry raw terminal bytes both ways; text frames carry JSON
+//! control messages ([`protocol::tty`]). Three tasks per socket:
+//!
+//! ```text
+//! supervisor socket ──reader──▶ bounded channel ──writer──▶ WebSocket
+//! WebSocket ──input──▶ supervisor socket (awaits: a full PTY stops our reads)
+//! ```
+//! When the browser stops reading, the writer blocks, the channel fills, the
+//! reader stops reading the supervisor's socket, and the supervisor stops
+//! reading the PTY: the container's writes block. Memory stays bounded. A
+//! closed socket only closes our connection to the supervisor; the
+//! container keeps running and a new socket can resume with `?since=`.
+
+use super::{close, send_timeout, text, INTERNAL, INVALID_PAYLOAD, NORMAL, POLICY, UNSUPPORTED};
+use crate::auth::{check_origin, Auth};
+use crate::error::ApiError;
+use crate::metrics::WsGauge;
+use crate::sessions::ContainerEntry;
+use crate::state::AppState;
+use crate::supervisor::{self, Writer};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::StreamExt;
+use protocol::tty::{clamp_size, TtyClientMessage, TtyServerMessage};
+use protocol::ContainerState;
+use runtime::process::wire::{Frame, Reply, Request, Target};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// Supervisor frames (≤ 64 KiB of output each, a replay up to 256 KiB) in flight per socket.
+const OUT_FRAMES: usize = 8;
+/// Output frames already waiting are sent as one WebSocket message up to this size.
+const COALESCE: usize = 256 * 1024;
+const MAX_EXEC_ARGS: usize = 64;
+
+/// What the socket attaches to.
+enum Start {
+    Attach {
+        target: Target,
+        since: u64,
+    },
+    Exec {
+        cmd: Vec<String>,
+        cols: u16,
+        rows: u16,
+    },
+}
+
+fn query_pairs(q: &Option<String>) -> Vec<(String, String)> {
+    q.as_deref()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ApiError> {
+    v.parse()
+        .map_err(|_| ApiError::BadRequest(format!("bad query: {key} must be a number")))
+}
+
+fn attach_query(q: &Option<String>) -> Result<Start, ApiError> {
+    let (mut since, mut exec) = (0u64, None);
+    for (k, v) in query_pairs(q) {
+        match k.as_str() {
+            "since" => since = number(&k, &v)?,
+            "exec" => exec = Some(number::<u32>(&k, &v)?),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "bad query: unknown parameter {k:?}"
+                )))
+            }
+        }
+    }
+    let target = match exec {
+        Some(0) | None => Target::Main,
+        Some(n) => Target::Exec(n),
+    };
+    Ok(Start::Attach { target, since })
+}
+
+fn exec_query(q: &Option<String>) -> Result<Start, ApiError> {
+    let (mut cmd, mut cols, mut rows) = (Vec::new(), 80u32, 24u32);
+    for (k, v) in query_pairs(q) {
+        match k.as_str() {
+            "cmd" if v.is_empty() || v.contains('\0') || v.len() > 4096 => {
+                return Err(ApiError::BadRequest(
+                    "bad query: cmd must be non-empty text".into(),
+                ))
+            }
+            "cmd" => cmd.push(v),
+            "cols" => cols = number(&k, &v)?,
+            "rows" => rows = number(&k, &v)?,
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "bad query: unknown parameter {k:?}"
+                )))
+            }
+        }
+    }
+    if cmd.len() > MAX_EXEC_ARGS {
+        return Err(ApiError::BadRequest(format!(
+            "bad query: at most {MAX_EXEC_ARGS} cmd arguments"
+        )));
+    }
+    if cmd.is_empty() {
+        cmd.push("/bin/sh".into());
+    }
+    let (cols, rows) = clamp_size(cols, rows);
+    Ok(Start::Exec { cmd, cols, rows })
+}
+
+pub async fn attach(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    check_origin(&headers, &state, auth.via)?;
+    let entry = state.sessions.container(&auth.session.id, &id)?;
+    let start = attach_query(&q)?;
+    let ws = super::configure(ws, state.config.ws.max_message_bytes)?;
+    Ok(upgrade(ws, state, auth, entry, start))
+}
+
+pub async fn exec(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    check_origin(&headers, &state, auth.via)?;
+    let entry = state.sessions.container(&auth.session.id, &id)?;
+    let start = exec_query(&q)?;
+    let ws = super::configure(ws, state.config.ws.max_message_bytes)?;
+    let info = state.blocking(move |rt| rt.inspect(&id)).await?;
+    if info.state != ContainerState::Running {
+        return Err(ApiError::Conflict(format!(
+            "container {} is not running",
+            info.id
+        )));
+    }
+    Ok(upgrade(ws, state, auth, entry, start))
+}
+
+fn upgrade(
+    ws: WebSocketUpgrade,
+    state: AppState,
+    auth: Auth,
+    entry: Arc<ContainerEntry>,
+    start: Start,
+) -> Response {
+    ws.on_upgrade(move |socket| async move {
+        let _gauge = WsGauge::tty();
+        let session = auth.session.id.clone();
+        relay(socket, state, auth, entry, start).await;
+        tracing::debug!(session = %session, "terminal socket closed");
+    })
+}
+
+async fn relay(
+    socket: WebSocket,
+    state: AppState,
+    auth: Auth,
+    entry: Arc<ContainerEntry>,
+    start: Start,
+) {
+    let (mut ws_tx, ws_rx) = socket.split();
+    let timeout = Duration::from_secs(state.config.ws.send_timeout_secs);
+    let (mut sup_rx, mut sup_tx) = match supervisor::connect(&entry.socket).await {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::warn!(container = %entry.id, error = %e, "cannot reach the supervisor");
+            let msg = TtyServerMessage::Error {
+                message: "the container's terminal is not reachable (has it exited?)".into(),
+            };
+            let _ = send_timeout(&mut ws_tx, text(&msg), timeout).await;
+            let _ = send_timeout(
+                &mut ws_tx,
+                close(INTERNAL, "supervisor unreachable"),
+                timeout,
+            )
+            .await;
+            return;
+        }
+    };
+    let req = match start {
+        Start::Attach { target, since } => Request::Attach {
+            target,
+            since: Some(since),
+        },
+        Start::Exec { cmd, cols, rows } => Request::Exec {
+            cmd,
+            env: Vec::new(),
+            tty: true,
+            cols,
+            rows,
+        },
+    };
+    if sup_tx.request(req).await.is_err() {
+        let _ = send_timeout(
+            &mut ws_tx,
+            close(INTERNAL, "supervisor unreachable"),
+            timeout,
+        )
+        .await;
+        return;
+    }
+    let (out_tx, out_rx) = mpsc::channel(OUT_FRAMES);
+    let reader = tokio::spawn(async move {
+        // Ends when the supervisor closes, errs, or the writer is gone.
+        while let Ok(Some(frame)) = sup_rx.next().await {
+            if out_tx.send(frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    let (ctrl_tx, ctrl_rx) = mpsc::channel::<Message>(2);
+    let input = tokio::spawn(input_loop(
+        ws_rx,
+        sup_tx,
+        ctrl_tx,
+        Arc::clone(&state),
+        auth.session.id.clone(),
+    ));
+    output_loop(
+        &mut ws_tx,
+        out_rx,
+        ctrl_rx,
+        auth.session.ended.clone(),
+        &state,
+    )
+    .await;
+    reader.abort();
+    input.abort();
+}
+
+/// Supervisor → browser, plus closes asked for by the input side.
+async fn output_loop(
+    ws_tx: &mut SplitSink<WebSocket, Message>,
+    mut out_rx: mpsc::Receiver<Frame<Reply>>,
+    mut ctrl_rx: mpsc::Receiver<Message>,
+    mut ended: watch::Receiver<bool>,
+    state: &AppState,
+) {
+    let timeout = Duration::from_secs(state.config.ws.send_timeout_secs);
+    let mut ping = tokio::time::interval(Duration::from_secs(
+        state.config.ws.ping_interval_secs.max(1),
+    ));
+    ping.reset();
+    // Sequence number the next binary byte would have if the stream continues.
+    let mut expected: Option<u64> = None;
+    let mut held: Option<Frame<Reply>> = None;
+    loop {
+        let msg = if let Some(m) = held.take() {
+            m
+        } else {
+            tokio::select! {
+                // A close asked for by the input side wins over the end of the
+                // supervisor connection that follows it.
+                biased;
+                Some(m) = ctrl_rx.recv() => {
+                    let closing = matches!(m, Message::Close(_));
+                    let _ = send_timeout(ws_tx, m, timeout).await;
+                    if closing { return; }
+                    continue;
+                }
+                frame = out_rx.recv() => match frame {
+                    Some(frame) => frame,
+                    None => {
+                        let _ = send_timeout(ws_tx, close(INTERNAL, "the container's supervisor went away"), timeout).await;
+                        return;
+                    }
+                },
+                _ = ping.tick() => {
+                    if !send_timeout(ws_tx, Message::Ping(Default::default()), timeout).await { return; }
+                    continue;
+                }
+                Ok(()) = ended.changed() => {
+                    if *ended.borrow() {
+                        let _ = send_timeout(ws_tx, close(POLICY, "session ended"), timeout).await;
+                        return;
+                    }
+                    continue;
+                }
+            }
+        };
+        let ok = match msg {
+            Frame::Output { seq, mut data } => {
+                // Join output that is already waiting: fewer, larger messages.
+                while data.len() < COALESCE {
+                    match out_rx.try_recv() {
+                        Ok(Frame::Output { seq: s, data: more })
+                            if s == seq + data.len() as u64 =>
+                        {
+                            data.extend_from_slice(&more)
+                        }
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let mut ok = true;
+                if expected != Some(seq) {
+                    ok = send_timeout(ws_tx, text(&TtyServerMessage::Seq { seq }), timeout).await;
+                }
+                expected = Some(seq + data.len() as u64);
+                ok && send_timeout(ws_tx, Message::Binary(data.into()), timeout).await
+            }
+            Frame::Control(Reply::Attached { target, next_seq }) => {
+                let exec_id = match target {
+                    Target::Main => None,
+                    Target::Exec(n) => Some(n),
+                };
+                send_timeout(
+                    ws_tx,
+                    text(&TtyServerMessage::Attached { exec_id, next_seq }),
+                    timeout,
+                )
+                .await
+            }
+            Frame::Control(Reply::Gap { from, to }) => {
+                send_timeout(
+                    ws_tx,
+                    text(&TtyServerMessage::Gap {
+                        from_seq: from,
+                        to_seq: to,
+                    }),
+                    timeout,
+                )
+                .await
+            }
+            Frame::Control(Reply::Exit { code }) => {
+                let _ = send_timeout(ws_tx, text(&TtyServerMessage::Exit { code }), timeout).await;
+                let _ = send_timeout(ws_tx, close(NORMAL, "process exited"), timeout).await;
+                return;
+            }
+            Frame::Control(Reply::Error { message }) => {
+                let _ =
+                    send_timeout(ws_tx, text(&TtyServerMessage::Error { message }), timeout).await;
+                let _ = send_timeout(ws_tx, close(INTERNAL, "terminal error"), timeout).await;
+                return;
+            }
+            Frame::Control(Reply::ExecStarted { .. }) | Frame::Input(_) => true,
+        };
+        if !ok {
+            // The client stopped taking output: drop it so the container runs on.
+            tracing::info!("terminal client too slow or gone; closing its socket");
+            return;
+        }
+    }
+}
+
+/// Browser → supervisor. Every frame is decoded by type; anything else closes the socket.
+async fn input_loop(
+    mut ws_rx: SplitStream<WebSocket>,
+    mut sup_tx: Writer,
+    ctrl_tx: mpsc::Sender<Message>,
+    state: AppState,
+    session: String,
+) {
+    let mut touched = Instant::now();
+    while let Some(msg) = ws_rx.next().await {
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                if let Some(c) = super::read_error_close(&e) {
+                    let _ = ctrl_tx.send(c).await;
+                }
+                return;
+            }
+        };
+        let result = match msg {
+            Message::Binary(data) => {
+                if touched.elapsed() > Duration::from_secs(1) {
+                    state.sessions.touch(&session);
+                    touched = Instant::now();
+                }
+                sup_tx.input(data.to_vec()).await
+            }
+            Message::Text(t) => match decode_control(t.as_str()) {
+                Ok(TtyClientMessage::Resize { cols, rows }) => {
+                    let (cols, rows) = clamp_size(cols, rows);
+                    sup_tx.request(Request::Resize { cols, rows }).await
+                }
+                Err(c) => {
+                    let _ = ctrl_tx.send(c).await;
+                    return;
+                }
+            },
+            Message::Close(_) => return,
+            Message::Ping(_) | Message::Pong(_) => Ok(()),
+        };
+        if result.is_err() {
+            return;
+        }
+    }
+}
+
+/// A text frame: malformed JSON is 1007, an unknown `type` 1003.
+pub fn decode_control(t: &str) -> Result<TtyClientMessage, Message> {
+    let value: serde_json::Value =
+        serde_json::from_str(t).map_err(|_| close(INVALID_PAYLOAD, "malformed JSON"))?;
+    match value.get("type").and_then(|v| v.as_str()) {
+        Some("resize") => serde_json::from_value(value)
+            .map_err(|_| close(INVALID_PAYLOAD, "bad resize: cols and rows must be numbers")),
+        Some(_) => Err(close(UNSUPPORTED, "unknown message type")),
+        None => Err(close(INVALID_PAYLOAD, "a control message needs a \"type\"")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(m: Message) -> u16 {
+        match m {
+            Message::Close(Some(f)) => f.code,
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn control_frames_decode_or_close_with_the_right_code() {
+        assert_eq!(
+            decode_control(r#"{"type":"resize","cols":100,"rows":30}"#).unwrap(),
+            TtyClientMessage::Resize {
+                cols: 100,
+                rows: 30
+            }
+        );
+        assert_eq!(code(decode_control("{nope").unwrap_err()), INVALID_PAYLOAD);
+        assert_eq!(
+            code(decode_control(r#"{"type":"reboot"}"#).unwrap_err()),
+            UNSUPPORTED
+        );
+        assert_eq!(
+            code(decode_control(r#"{"type":"resize","cols":"x"}"#).unwrap_err()),
+            INVALID_PAYLOAD
+        );
+        assert_eq!(code(decode_control("[1,2]").unwrap_err()), INVALID_PAYLOAD);
+    }
+
+    #[test]
+    fn queries_are_typed() {
+        assert!(attach_query(&Some("since=12".into())).is_ok());
+        assert!(attach_query(&Some("since=-1".into())).is_err());
+        assert!(attach_query(&Some("bogus=1".into())).is_err());
+        match exec_query(&Some("cmd=/bin/echo&cmd=hi&cols=99999".into())).unwrap() {
+            Start::Exec { cmd, cols, rows } => {
+                assert_eq!(cmd, vec!["/bin/echo", "hi"]);
+                assert_eq!((cols, rows), (1000, 24));
+            }
+            Start::Attach { .. } => panic!("exec expected"),
+        }
+    }
+}

@@ -1,0 +1,622 @@
+//! The API end to end: the real server on a random port, real containers (as
+//! root), a real HTTP client and a real WebSocket client.
+
+mod common;
+
+use common::*;
+use futures_util::SinkExt;
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {
+        fn main() {
+            run_tests(&[$((stringify!($name), || Box::pin($name()))),*]);
+        }
+    };
+}
+
+tests!(
+    terminal_echo_resize_exec_and_replay,
+    oom_kill_and_lifecycle_events,
+    delete_removes_cgroups_and_mounts,
+    sessions_cannot_see_each_other,
+    bad_http_input_gets_clear_errors,
+    bad_websocket_input_closes_with_a_code,
+    slow_reader_stalls_only_its_container,
+    capacity_full_is_503,
+    idle_sessions_expire_and_lose_their_containers,
+);
+
+const T: Duration = Duration::from_secs(15);
+
+fn controls_of(term: &Term, kind: &str) -> Vec<Value> {
+    term.controls
+        .iter()
+        .filter(|c| c["type"] == kind)
+        .cloned()
+        .collect()
+}
+
+async fn terminal_echo_resize_exec_and_replay() {
+    let s = Server::start(|_| {}).await;
+    let token = s.session().await;
+    let c = s.container(&token, json!({"name": "box"})).await;
+    let id = c["id"].as_str().unwrap().to_string();
+    assert_eq!(c["name"], "box");
+    assert_eq!(c["state"], "running");
+
+    let mut ws = s
+        .ws(&token, &format!("/api/v1/containers/{id}/tty"), &[])
+        .await
+        .expect("tty upgrade");
+    let mut term = Term::default();
+    type_line(&mut ws, "echo $((6*7))").await;
+    assert!(
+        read_until(&mut ws, &mut term, T, |t| t.text().contains("\n42")).await,
+        "no 42 in {:?}",
+        term.text()
+    );
+    assert_eq!(controls_of(&term, "attached").len(), 1);
+    assert_eq!(controls_of(&term, "seq")[0]["seq"], 0);
+
+    ws.send(Message::Text(
+        r#"{"type":"resize","cols":123,"rows":45}"#.into(),
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    type_line(&mut ws, "stty size").await;
+    assert!(
+        read_until(&mut ws, &mut term, T, |t| t.text().contains("45 123")).await,
+        "stty size did not follow: {:?}",
+        term.text()
+    );
+    // Absurd sizes are clamped, not refused.
+    ws.send(Message::Text(
+        r#"{"type":"resize","cols":4000000000,"rows":99999}"#.into(),
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    type_line(&mut ws, "stty size").await;
+    assert!(
+        read_until(&mut ws, &mut term, T, |t| t.text().contains("500 1000")).await,
+        "absurd resize not clamped: {:?}",
+        term.text()
+    );
+
+    // Reconnect with replay: everything after `since` comes back, exactly.
+    let seen = term.output.len() as u64;
+    drop(ws);
+    let mut ws = s
+        .ws(&token, &format!("/api/v1/containers/{id}/tty?since=5"), &[])
+        .await
+        .unwrap();
+    let mut again = Term::default();
+    read_until(&mut ws, &mut again, T, |t| {
+        t.output.len() as u64 >= seen - 5
+    })
+    .await;
+    assert_eq!(controls_of(&again, "seq")[0]["seq"], 5);
+    // (The shell may have printed more after the first socket stopped reading.)
+    assert!(again.output.starts_with(&term.output[5..seen as usize]));
+    type_line(&mut ws, "echo still-$((1+1))").await;
+    assert!(read_until(&mut ws, &mut again, T, |t| t.text().contains("still-2")).await);
+
+    // exec joins the container's PID namespace.
+    let (status, info) = s.get(&token, &format!("/api/v1/containers/{id}")).await;
+    assert_eq!(status, 200);
+    let pid_ns = info["namespaces"]["pid"]["inode"].as_u64().unwrap();
+    assert_ne!(
+        pid_ns,
+        info["namespaces"]["pid"]["host_inode"].as_u64().unwrap()
+    );
+    let mut ex = s
+        .ws(
+            &token,
+            &format!("/api/v1/containers/{id}/exec?cmd=/bin/readlink&cmd=/proc/self/ns/pid"),
+            &[],
+        )
+        .await
+        .expect("exec upgrade");
+    let mut out = Term::default();
+    read_until(&mut ex, &mut out, T, |t| t.close.is_some()).await;
+    assert!(
+        out.text().contains(&format!("pid:[{pid_ns}]")),
+        "exec saw {:?}, want pid:[{pid_ns}]",
+        out.text()
+    );
+    assert_eq!(controls_of(&out, "exit")[0]["code"], 0);
+    assert_eq!(out.close.as_ref().map(|c| c.0), Some(1000));
+
+    // The processes view shows the exec'd process is gone and the shell is there.
+    let (status, procs) = s
+        .get(&token, &format!("/api/v1/containers/{id}/processes"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(procs
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["cmd"].as_str().unwrap_or("").contains("sh")));
+    // A closed socket does not kill the container.
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, info) = s.get(&token, &format!("/api/v1/containers/{id}")).await;
+    assert_eq!(info["state"], "running");
+    s.stop().await;
+}
+
+async fn oom_kill_and_lifecycle_events() {
+    let s = Server::start(|_| {}).await;
+    let token = s.session().await;
+    let mut ev = s
+        .ws(&token, "/api/v1/events", &[])
+        .await
+        .expect("events upgrade");
+    let c = s
+        .container(
+            &token,
+            json!({"cmd": ["tail", "/dev/zero"], "limits": {"memory_bytes": 32 * 1024 * 1024}}),
+        )
+        .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    let mut t = Term::default();
+    let has = |t: &Term, kind: &str| {
+        t.controls
+            .iter()
+            .any(|m| m["kind"] == "event" && m["event"]["type"] == kind && m["event"]["id"] == id)
+    };
+    assert!(
+        read_until(&mut ev, &mut t, Duration::from_secs(30), |t| {
+            has(t, "oom_kill")
+                && has(t, "exited")
+                && t.controls
+                    .iter()
+                    .any(|m| m["kind"] == "stats" && m["id"] == id)
+        })
+        .await,
+        "no oom_kill/exited event: {:?}",
+        t.controls
+            .iter()
+            .filter(|m| m["kind"] == "event")
+            .collect::<Vec<_>>()
+    );
+    assert!(has(&t, "created"));
+    let stats = t
+        .controls
+        .iter()
+        .find(|m| m["kind"] == "stats" && m["id"] == id)
+        .expect("a stats message");
+    assert_eq!(stats["stats"]["memory_limit"], 32 * 1024 * 1024);
+    let (_, info) = s.get(&token, &format!("/api/v1/containers/{id}")).await;
+    assert_eq!(info["state"], "exited");
+    assert_eq!(info["oom_killed"], true);
+    let (status, _) = s.delete(&token, &format!("/api/v1/containers/{id}")).await;
+    assert_eq!(status, 204);
+    assert!(read_until(&mut ev, &mut t, T, |t| has(t, "removed")).await);
+    s.stop().await;
+}
+
+async fn delete_removes_cgroups_and_mounts() {
+    let s = Server::start(|_| {}).await;
+    let token = s.session().await;
+    let c = s.container(&token, json!({})).await;
+    let id = c["id"].as_str().unwrap().to_string();
+    let dirs = s.cgroup_dirs(&id);
+    assert!(!dirs.is_empty() && dirs.iter().all(|d| d.exists()));
+    assert!(!s.mounts().is_empty(), "the RW layer should be mounted");
+    let (status, _) = s.delete(&token, &format!("/api/v1/containers/{id}")).await;
+    assert_eq!(status, 204);
+    let leftover: Vec<_> = dirs.iter().filter(|d| d.exists()).collect();
+    assert!(leftover.is_empty(), "cgroup dirs left: {leftover:?}");
+    assert!(s.mounts().is_empty(), "mounts left: {:?}", s.mounts());
+    assert!(!s.state_dir().join("containers").join(&id).exists());
+    let (status, body) = s.get(&token, &format!("/api/v1/containers/{id}")).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+    s.stop().await;
+}
+
+async fn sessions_cannot_see_each_other() {
+    let s = Server::start(|_| {}).await;
+    let (a, b) = (s.session().await, s.session().await);
+    let c = s.container(&a, json!({"name": "mine"})).await;
+    let id = c["id"].as_str().unwrap().to_string();
+    // The same name in another session is fine: names are per session.
+    s.container(&b, json!({"name": "mine"})).await;
+    let (_, list) = s.get(&b, "/api/v1/containers").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_ne!(list[0]["id"], id.as_str());
+    for path in ["", "/stats", "/processes", "/diff"] {
+        let (status, body) = s.get(&b, &format!("/api/v1/containers/{id}{path}")).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    // A prefix or the name of A's container does not reach it either.
+    assert_eq!(
+        s.get(&b, &format!("/api/v1/containers/{}", &id[..6]))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        s.get(&a, &format!("/api/v1/containers/{}", &id[..6]))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        s.ws(&b, &format!("/api/v1/containers/{id}/tty"), &[])
+            .await
+            .err(),
+        Some(404)
+    );
+    assert_eq!(
+        s.ws(&b, &format!("/api/v1/containers/{id}/exec"), &[])
+            .await
+            .err(),
+        Some(404)
+    );
+    assert_eq!(
+        s.delete(&b, &format!("/api/v1/containers/{id}")).await.0,
+        404
+    );
+    let (status, info) = s.get(&a, &format!("/api/v1/containers/{id}")).await;
+    assert_eq!((status, info["state"].as_str()), (200, Some("running")));
+    // Ending session A removes its containers, not B's.
+    assert_eq!(s.delete(&a, "/api/v1/sessions/current").await.0, 204);
+    assert_eq!(s.get(&a, "/api/v1/containers").await.0, 401);
+    assert!(!s.state_dir().join("containers").join(&id).exists());
+    assert_eq!(
+        s.get(&b, "/api/v1/containers")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    s.stop().await;
+}
+
+async fn bad_http_input_gets_clear_errors() {
+    let s = Server::start(|c| c.sessions.containers_per_session = 1).await;
+    let token = s.session().await;
+    let create = s.url("/api/v1/containers");
+    let raw = |body: &'static str| {
+        s.http
+            .post(&create)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let check = |status: u16, want: u16, v: &Value, code: &str| {
+        assert_eq!(status, want, "{v}");
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    };
+    let r = raw(r#"{"image": "busybox""#).send().await.unwrap();
+    check(
+        r.status().as_u16(),
+        400,
+        &r.json().await.unwrap(),
+        "malformed_json",
+    );
+    let r = raw(r#"{"image": "busybox", "privileged": true}"#)
+        .send()
+        .await
+        .unwrap();
+    check(
+        r.status().as_u16(),
+        400,
+        &r.json().await.unwrap(),
+        "bad_request",
+    );
+    let r = raw(r#"{"image": 7}"#).send().await.unwrap();
+    check(
+        r.status().as_u16(),
+        400,
+        &r.json().await.unwrap(),
+        "bad_request",
+    );
+    let r = raw(r#"{"image": "busybox", "limits": {"cpus": 2}}"#)
+        .send()
+        .await
+        .unwrap();
+    check(
+        r.status().as_u16(),
+        400,
+        &r.json().await.unwrap(),
+        "bad_request",
+    );
+    let (st, v) = s
+        .post(
+            &token,
+            "/api/v1/containers",
+            &json!({"image": "nosuchimage"}),
+        )
+        .await;
+    check(st, 400, &v, "bad_request");
+    let (st, v) = s
+        .post(
+            &token,
+            "/api/v1/containers",
+            &json!({"image": "busybox", "name": "../x"}),
+        )
+        .await;
+    check(st, 400, &v, "bad_request");
+    let (st, v) = s
+        .post(
+            &token,
+            "/api/v1/containers",
+            &json!({"image": "busybox", "limits": {"memory_bytes": 1u64 << 40}}),
+        )
+        .await;
+    check(st, 422, &v, "limit_exceeded");
+    assert_eq!(v["error"]["limit"], "memory_bytes");
+    let (st, v) = s
+        .post(
+            &token,
+            "/api/v1/containers",
+            &json!({"image": "busybox", "limits": {"pids": 1000000}}),
+        )
+        .await;
+    check(st, 422, &v, "limit_exceeded");
+    assert_eq!(v["error"]["limit"], "pids");
+    // Too big: 413, as JSON.
+    let big = format!(r#"{{"image":"busybox","name":"{}"}}"#, "a".repeat(100_000));
+    let r = s
+        .http
+        .post(&create)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    check(
+        r.status().as_u16(),
+        413,
+        &r.json().await.unwrap(),
+        "too_large",
+    );
+    let r = s
+        .http
+        .post(&create)
+        .bearer_auth(&token)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    check(
+        r.status().as_u16(),
+        415,
+        &r.json().await.unwrap(),
+        "unsupported_media_type",
+    );
+    // No token, a wrong token.
+    let r = s
+        .http
+        .get(s.url("/api/v1/containers"))
+        .send()
+        .await
+        .unwrap();
+    check(
+        r.status().as_u16(),
+        401,
+        &r.json().await.unwrap(),
+        "unauthorized",
+    );
+    let (st, v) = s.get(&"0".repeat(64), "/api/v1/containers").await;
+    check(st, 401, &v, "unauthorized");
+    assert_eq!(s.ws("", "/api/v1/events", &[]).await.err(), Some(401));
+    // Conflicts: the per-session cap names its limit; a name in use is 409.
+    let c = s.container(&token, json!({"name": "one"})).await;
+    let (st, v) = s
+        .post(&token, "/api/v1/containers", &json!({"image": "busybox"}))
+        .await;
+    check(st, 422, &v, "limit_exceeded");
+    assert_eq!(v["error"]["limit"], "containers_per_session");
+    let token2 = s.session().await;
+    s.container(&token2, json!({"name": "one"})).await;
+    let (st, v) = s
+        .post(
+            &token2,
+            "/api/v1/containers",
+            &json!({"image": "busybox", "name": "one"}),
+        )
+        .await;
+    assert!(st == 409 || st == 422, "{st} {v}");
+    // Nothing changed for the first session.
+    let (_, list) = s.get(&token, "/api/v1/containers").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], c["id"]);
+    // Origins: a foreign Origin is 403; a cookie without any Origin is 403.
+    let id = c["id"].as_str().unwrap();
+    let path = format!("/api/v1/containers/{id}/tty");
+    assert_eq!(
+        s.ws(&token, &path, &[("origin", "http://evil.example")])
+            .await
+            .err(),
+        Some(403)
+    );
+    let cookie = format!("glassbox_session={token}");
+    assert_eq!(
+        s.ws("", &path, &[("cookie", &cookie)]).await.err(),
+        Some(403)
+    );
+    let same = format!("http://{}", s.addr);
+    assert!(s
+        .ws("", &path, &[("cookie", &cookie), ("origin", &same)])
+        .await
+        .is_ok());
+    assert!(s.ws(&token, &path, &[("origin", &same)]).await.is_ok());
+    let r = s
+        .http
+        .get(s.url("/api/v1/nothing-here"))
+        .send()
+        .await
+        .unwrap();
+    check(
+        r.status().as_u16(),
+        404,
+        &r.json().await.unwrap(),
+        "not_found",
+    );
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("glassbox_errors_total{code=\"limit_exceeded\"}"));
+    assert!(metrics.contains("glassbox_container_create_seconds_count"));
+    s.stop().await;
+}
+
+async fn bad_websocket_input_closes_with_a_code() {
+    let s = Server::start(|c| c.ws.max_message_bytes = 4096).await;
+    let token = s.session().await;
+    let c = s.container(&token, json!({})).await;
+    let path = format!("/api/v1/containers/{}/tty", c["id"].as_str().unwrap());
+    let cases: [(Message, u16); 4] = [
+        (Message::Binary(vec![b'x'; 10_000].into()), 1009),
+        (Message::Text(r#"{"type":"reboot"}"#.into()), 1003),
+        (Message::Text("{not json".into()), 1007),
+        (
+            Message::Text(r#"{"type":"resize","cols":-5,"rows":2}"#.into()),
+            1007,
+        ),
+    ];
+    for (msg, want) in cases {
+        let mut ws = s.ws(&token, &path, &[]).await.unwrap();
+        ws.send(msg).await.unwrap();
+        assert_eq!(close_code(&mut ws).await, Some(want));
+    }
+    let mut ev = s.ws(&token, "/api/v1/events", &[]).await.unwrap();
+    ev.send(Message::Text("hello".into())).await.unwrap();
+    assert_eq!(close_code(&mut ev).await, Some(1003));
+    // An input flood neither stalls the server nor kills the container.
+    let mut ws = s.ws(&token, &path, &[]).await.unwrap();
+    let flood = tokio::spawn(async move {
+        let chunk = vec![b'#'; 4000];
+        for _ in 0..500 {
+            if ws
+                .send(Message::Binary(chunk.clone().into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        ws
+    });
+    let t0 = std::time::Instant::now();
+    for _ in 0..5 {
+        let r = s.http.get(s.url("/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "server slow under a flood"
+    );
+    let _ws = flood.await.unwrap();
+    let (_, info) = s
+        .get(
+            &token,
+            &format!("/api/v1/containers/{}", c["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(info["state"], "running");
+    s.stop().await;
+}
+
+async fn slow_reader_stalls_only_its_container() {
+    let s = Server::start(|c| c.ws.send_timeout_secs = 30).await;
+    let token = s.session().await;
+    let c = s
+        .container(
+            &token,
+            json!({"cmd": ["sh", "-c", "sleep 1; while true; do cat /bin/busybox; done | base64"]}),
+        )
+        .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    // Attach and never read.
+    let _ws = s
+        .ws(&token, &format!("/api/v1/containers/{id}/tty"), &[])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cpu = |v: &Value| v["cpu_usage_ns"].as_u64().unwrap();
+    let (_, a) = s
+        .get(&token, &format!("/api/v1/containers/{id}/stats"))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, b) = s
+        .get(&token, &format!("/api/v1/containers/{id}/stats"))
+        .await;
+    let busy_ms = (cpu(&b) - cpu(&a)) / 1_000_000;
+    assert!(
+        busy_ms < 100,
+        "the container kept writing ({busy_ms} ms CPU in 1 s) while its client did not read"
+    );
+    // Another container is not affected.
+    let other = s.container(&token, json!({})).await;
+    let mut ws2 = s
+        .ws(
+            &token,
+            &format!("/api/v1/containers/{}/tty", other["id"].as_str().unwrap()),
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut t = Term::default();
+    type_line(&mut ws2, "echo fine-$((2*2))").await;
+    assert!(read_until(&mut ws2, &mut t, T, |t| t.text().contains("fine-4")).await);
+    s.stop().await;
+}
+
+async fn capacity_full_is_503() {
+    let s = Server::start(|c| {
+        c.capacity.max_containers = 1;
+        c.sessions.max_total = 2;
+    })
+    .await;
+    let (a, b) = (s.session().await, s.session().await);
+    s.container(&a, json!({})).await;
+    let (st, v) = s
+        .post(&b, "/api/v1/containers", &json!({"image": "busybox"}))
+        .await;
+    assert_eq!(st, 503, "{v}");
+    assert_eq!(v["error"]["code"], "out_of_capacity");
+    assert_eq!(v["error"]["limit"], "max_containers");
+    let r = s.http.post(s.url("/api/v1/sessions")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "out_of_capacity");
+    s.stop().await;
+}
+
+async fn idle_sessions_expire_and_lose_their_containers() {
+    let s = Server::start(|c| c.sessions.idle_timeout_secs = 1).await;
+    let token = s.session().await;
+    let c = s.container(&token, json!({})).await;
+    let id = c["id"].as_str().unwrap().to_string();
+    let dirs = s.cgroup_dirs(&id);
+    let gone = eventually(Duration::from_secs(10), || {
+        !s.state_dir().join("containers").join(&id).exists()
+    })
+    .await;
+    assert!(gone, "the idle session's container is still there");
+    assert!(dirs.iter().all(|d| !d.exists()));
+    assert!(s.mounts().is_empty());
+    assert_eq!(s.get(&token, "/api/v1/containers").await.0, 401);
+    s.stop().await;
+}
