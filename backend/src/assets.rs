@@ -187,7 +187,10 @@ mod tests {
     async fn get_with(path: &str, gzip: bool, etag: Option<HeaderValue>) -> Response {
         let mut h = HeaderMap::new();
         if gzip {
-            h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip, deflate, br"));
+            h.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("gzip, deflate, br"),
+            );
         }
         if let Some(e) = etag {
             h.insert(header::IF_NONE_MATCH, e);
@@ -200,10 +203,16 @@ mod tests {
         for p in ["/", "/index.html", "/some/page"] {
             let r = get(p, false).await;
             assert_eq!(r.status(), StatusCode::OK, "{p}");
-            assert_eq!(r.headers()[header::CONTENT_TYPE], "text/html; charset=utf-8");
+            assert_eq!(
+                r.headers()[header::CONTENT_TYPE],
+                "text/html; charset=utf-8"
+            );
             assert_eq!(r.headers()[header::CACHE_CONTROL], "no-cache");
         }
-        assert_eq!(get("/missing.js", false).await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            get("/missing.js", false).await.status(),
+            StatusCode::NOT_FOUND
+        );
         let api = get("/api/v1/nothing", false).await;
         assert_eq!(api.status(), StatusCode::NOT_FOUND);
         assert_eq!(api.headers()[header::CONTENT_TYPE], "application/json");
@@ -226,7 +235,10 @@ mod tests {
         let plain = get("/frontend_bg.wasm", false).await;
         assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
         let js = get("/frontend.js", true).await;
-        assert_eq!(js.headers()[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+        assert_eq!(
+            js.headers()[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
     }
 
     #[test]
@@ -241,6 +253,9 @@ mod tests {
         assert!(!accepts_gzip(&h("gzip;q=0")));
         assert!(!accepts_gzip(&h("br")));
         assert!(!accepts_gzip(&HeaderMap::new()));
-        assert_eq!(content_type("snippets/x/xterm.mjs"), "text/javascript; charset=utf-8");
+        assert_eq!(
+            content_type("snippets/x/xterm.mjs"),
+            "text/javascript; charset=utf-8"
+        );
     }
 }

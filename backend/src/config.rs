@@ -43,6 +43,9 @@ pub struct Args {
     /// Cgroup parent of containers, relative to each hierarchy's root.
     #[arg(long, env = "GLASSBOX_CGROUP_PARENT")]
     pub cgroup_parent: Option<String>,
+    /// Warm containers kept ready for fast starts (0 turns the pool off).
+    #[arg(long, env = "GLASSBOX_WARM_POOL")]
+    pub warm_pool: Option<usize>,
     /// Origins allowed to open WebSockets and use the cookie (repeatable);
     /// none means the page's own origin only.
     #[arg(
@@ -78,6 +81,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub state_dir: PathBuf,
     pub cgroup_parent: Option<String>,
+    /// Warm containers kept ready, so that a create skips the slow kernel
+    /// work (namespaces, cgroup moves); see the runtime's `pool` module.
+    pub warm_pool: usize,
     /// `scheme://host[:port]` entries; empty: same origin as the request's `Host`.
     pub allowed_origins: Vec<String>,
     pub secure_cookie: bool,
@@ -157,6 +163,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             state_dir: PathBuf::from(runtime::state::DEFAULT_STATE_DIR),
             cgroup_parent: None,
+            warm_pool: 4,
             allowed_origins: Vec::new(),
             secure_cookie: false,
             trust_proxy_headers: false,
@@ -235,6 +242,9 @@ impl Config {
         }
         if args.cgroup_parent.is_some() {
             config.cgroup_parent = args.cgroup_parent;
+        }
+        if let Some(v) = args.warm_pool {
+            config.warm_pool = v;
         }
         if !args.allowed_origins.is_empty() {
             config.allowed_origins = args.allowed_origins;

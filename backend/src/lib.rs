@@ -84,6 +84,8 @@ impl ServerHandle {
         for id in self.state.sessions.all_ids() {
             self.state.end_session(&id).await;
         }
+        let runtime = self.state.runtime.clone();
+        let _ = tokio::task::spawn_blocking(move || runtime.drain_pool()).await;
         if let Some(server) = self.server.take() {
             // Upgraded sockets may linger; do not wait for them long.
             if tokio::time::timeout(Duration::from_secs(2), server)
@@ -110,15 +112,15 @@ impl Drop for ServerHandle {
                 let _ = self.state.runtime.remove(&entry.id, true);
             }
         }
+        let _ = self.state.runtime.drain_pool();
     }
 }
 
 /// Open the runtime, listen on `config.listen` (port 0: any) and serve.
 pub async fn serve(config: Config) -> Result<(SocketAddr, ServerHandle), ServeError> {
-    let opts = RuntimeOptions {
-        state_dir: config.state_dir.clone(),
-        cgroup_parent: config.cgroup_parent.clone(),
-    };
+    let mut opts = RuntimeOptions::new(config.state_dir.clone());
+    opts.cgroup_parent = config.cgroup_parent.clone();
+    opts.warm_pool = config.warm_pool;
     let remove_orphans = config.remove_orphans;
     let runtime = tokio::task::spawn_blocking(move || -> Result<Runtime, ServeError> {
         let rt = Runtime::open(opts)?;
@@ -134,6 +136,7 @@ pub async fn serve(config: Config) -> Result<(SocketAddr, ServerHandle), ServeEr
         if let Err(e) = rt.images().resolve(runtime::image::BUSYBOX_IMAGE) {
             tracing::warn!(error = %e, "the busybox image is not available");
         }
+        rt.refill_pool();
         Ok(rt)
     })
     .await??;

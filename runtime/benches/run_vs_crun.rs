@@ -73,13 +73,22 @@ fn run() -> Res<()> {
     std::fs::create_dir_all(&state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
 
     // --- gbx: one run to pull/unpack the busybox image and prove it works.
-    let gbx_run = |_: usize| -> Res<Output> {
+    // Warm: gbx's default, one container prepared ahead (each run claims it
+    // and starts the next one in the background). Cold: no pool.
+    let gbx_with_pool = |pool: &str| -> Res<Output> {
         let mut cmd = Command::new(&gbx);
-        cmd.arg("--state-dir")
-            .arg(&state_dir)
-            .args(["run", "--rm", "busybox", "true"]);
+        cmd.arg("--state-dir").arg(&state_dir).args([
+            "--warm-pool",
+            pool,
+            "run",
+            "--rm",
+            "busybox",
+            "true",
+        ]);
         spawn(&mut cmd)
     };
+    let gbx_run = |_: usize| gbx_with_pool("1");
+    let gbx_cold = |_: usize| gbx_with_pool("0");
     let first = gbx_run(0).map_err(|e| format!("gbx ({}): {e}", gbx.display()))?;
     check("gbx", &first)?;
     let layer = find_busybox_layer(&state_dir).ok_or_else(|| {
@@ -124,11 +133,18 @@ fn run() -> Res<()> {
 
     for i in 0..warmup {
         check("gbx", &gbx_run(i)?)?;
+        check("gbx cold", &gbx_cold(i)?)?;
         check("crun", &crun_run(1 + i)?)?;
     }
     let mut t_gbx = Vec::with_capacity(iters);
+    let mut t_cold = Vec::with_capacity(iters);
     let mut t_crun = Vec::with_capacity(iters);
     for i in 0..iters {
+        let t = Instant::now();
+        let out = gbx_cold(i)?;
+        t_cold.push(t.elapsed());
+        check("gbx cold", &out)?;
+
         let t = Instant::now();
         let out = gbx_run(i)?;
         t_gbx.push(t.elapsed());
@@ -140,7 +156,14 @@ fn run() -> Res<()> {
         check("crun", &out)?;
     }
 
+    // Leave no warm container behind.
+    let _ = Command::new(&gbx)
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .args(["pool", "drain"])
+        .output();
     let g = Stats::of(&mut t_gbx);
+    let cold = Stats::of(&mut t_cold);
     let c = Stats::of(&mut t_crun);
     println!();
     println!(
@@ -148,6 +171,7 @@ fn run() -> Res<()> {
         "(milliseconds)", "mean", "p50", "p95", "min", "max"
     );
     g.print("gbx run --rm busybox true");
+    cold.print("  same, --warm-pool 0 (cold)");
     c.print("crun run (busybox true)");
     println!(
         "{:<28} {:>8.2}x {:>8.2}x {:>8.2}x {:>8.2}x",
@@ -158,10 +182,20 @@ fn run() -> Res<()> {
         g.min / c.min
     );
     println!(
-        "run_vs_crun: n={iters} gbx_mean_ms={:.2} crun_mean_ms={:.2} ratio_mean={:.2}",
+        "{:<28} {:>8.2}x {:>8.2}x {:>8.2}x {:>8.2}x",
+        "ratio cold gbx/crun",
+        cold.mean / c.mean,
+        cold.p50 / c.p50,
+        cold.p95 / c.p95,
+        cold.min / c.min
+    );
+    println!(
+        "run_vs_crun: n={iters} gbx_mean_ms={:.2} gbx_cold_mean_ms={:.2} crun_mean_ms={:.2} ratio_mean={:.2} ratio_cold_mean={:.2}",
         g.mean,
+        cold.mean,
         c.mean,
-        g.mean / c.mean
+        g.mean / c.mean,
+        cold.mean / c.mean
     );
     Ok(())
 }

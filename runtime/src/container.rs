@@ -4,8 +4,9 @@
 
 use crate::cgroups::{Cgroup, CgroupError, CgroupParent};
 use crate::image::{ImageError, ImageStore};
-use crate::process::messages::SpawnReport;
-use crate::process::spawn::{spawn_supervisor, Stdio3, SupervisorHandle};
+use crate::pool;
+use crate::process::messages::{Refill, SpawnReport};
+use crate::process::spawn::{claim_warm, spawn_supervisor, Stdio3, SupervisorHandle};
 use crate::process::supervisor::{cleanup, process_start_time};
 use crate::process::ProcessError;
 use crate::rootfs::{self, RootfsError};
@@ -31,6 +32,8 @@ pub enum ContainerError {
     InvalidHostname(String),
     #[error("container {0} is running: stop it first or remove it with force")]
     Running(String),
+    #[error("{what} exceeds {limit} bytes")]
+    TooLarge { what: &'static str, limit: usize },
     #[error("container {0} is not running")]
     NotRunning(String),
     #[error("image {image:?} is used by container {container}")]
@@ -59,7 +62,26 @@ pub struct RuntimeOptions {
     pub state_dir: PathBuf,
     /// Cgroup parent of containers, relative to each hierarchy's root; None: our own cgroup.
     pub cgroup_parent: Option<String>,
+    /// How many warm containers to keep ready (0: every start is cold).
+    pub warm_pool: usize,
+    /// How long a warm container waits to be claimed before it removes itself.
+    pub warm_idle: std::time::Duration,
 }
+
+impl RuntimeOptions {
+    /// Options with the defaults: no cgroup parent of our own, no warm pool.
+    pub fn new(state_dir: impl Into<PathBuf>) -> RuntimeOptions {
+        RuntimeOptions {
+            state_dir: state_dir.into(),
+            cgroup_parent: None,
+            warm_pool: 0,
+            warm_idle: pool::DEFAULT_IDLE,
+        }
+    }
+}
+
+/// Bytes of command and environment a container may be given.
+pub const MAX_CMD_ENV_BYTES: usize = 32 * 1024;
 
 /// What `gbx run` / `POST /containers` ask for.
 #[derive(Debug, Clone, Default)]
@@ -87,6 +109,8 @@ pub struct Runtime {
     state: StateDir,
     images: ImageStore,
     cgroup_parent: Option<String>,
+    warm_pool: usize,
+    warm_idle: std::time::Duration,
 }
 
 /// A created container and the handle to learn its exit.
@@ -103,6 +127,8 @@ impl Runtime {
             state,
             images,
             cgroup_parent: opts.cgroup_parent,
+            warm_pool: opts.warm_pool,
+            warm_idle: opts.warm_idle,
         })
     }
 
@@ -116,35 +142,59 @@ impl Runtime {
 
     /// Create and start a container; returns once its command runs.
     pub fn create(&self, opts: CreateOptions) -> Result<Started> {
-        let image = self.images.resolve(&opts.image)?;
-        let id = state::new_id();
-        let name = match &opts.name {
-            Some(n) if !state::is_valid_name(n) => {
-                return Err(ContainerError::InvalidName(n.clone()))
-            }
-            Some(n) => n.clone(),
-            None => id[..12].to_string(),
-        };
-        let hostname = opts.hostname.clone().unwrap_or_else(|| name.clone());
-        if !state::is_valid_name(&hostname) {
-            return Err(ContainerError::InvalidHostname(hostname));
+        let size: usize = opts.cmd.iter().chain(&opts.env).map(|s| s.len() + 1).sum();
+        if size > MAX_CMD_ENV_BYTES {
+            return Err(ContainerError::TooLarge {
+                what: "command and environment",
+                limit: MAX_CMD_ENV_BYTES,
+            });
         }
-        let dir = self.state.container(&id);
-        let config = {
+        if let Some(n) = opts.name.as_ref().filter(|n| !state::is_valid_name(n)) {
+            return Err(ContainerError::InvalidName(n.clone()));
+        }
+        if let Some(h) = opts.hostname.as_ref().filter(|h| !state::is_valid_name(h)) {
+            return Err(ContainerError::InvalidHostname(h.clone()));
+        }
+        let image = self.images.resolve(&opts.image)?;
+        let (dir, warm, config) = {
             let _lock = self.state.lock()?;
-            if self.find_by_name(&name)?.is_some() {
-                return Err(ContainerError::NameInUse(name));
+            if let Some(name) = &opts.name {
+                if self.find_by_name(name)?.is_some() {
+                    return Err(ContainerError::NameInUse(name.clone()));
+                }
             }
-            std::fs::create_dir(&dir.dir).map_err(|source| StateError::Io {
-                what: "creating",
-                path: dir.dir.clone(),
-                source,
-            })?;
+            let warm = if self.warm_pool > 0 {
+                pool::take(&self.state)
+            } else {
+                None
+            };
+            let (id, mut pooled) = match &warm {
+                Some(entry) => (entry.id.clone(), Some(Cgroup::open(&entry.cgroup))),
+                None => (state::new_id(), None),
+            };
+            let dir = self.state.container(&id);
             let made = (|| -> Result<ContainerConfig> {
-                let cgroup =
-                    Cgroup::create(&CgroupParent(self.cgroup_parent.clone()), &id, &opts.limits)?;
+                let cgroup = if let Some(cgroup) = pooled.take() {
+                    let _ = std::fs::remove_file(dir.dir.join("pool.json"));
+                    cgroup.set_limits(&opts.limits)?;
+                    cgroup
+                } else {
+                    std::fs::create_dir(&dir.dir).map_err(|source| StateError::Io {
+                        what: "creating",
+                        path: dir.dir.clone(),
+                        source,
+                    })?;
+                    Cgroup::create(&CgroupParent(self.cgroup_parent.clone()), &id, &opts.limits)?
+                };
+                let name = opts.name.clone().unwrap_or_else(|| id[..12].to_string());
                 let config = ContainerConfig {
                     id: id.clone(),
+                    hostname: opts.hostname.clone().unwrap_or_else(|| name.clone()),
+                    env: container_env(
+                        &opts.env,
+                        opts.hostname.as_deref().unwrap_or(&name),
+                        opts.tty,
+                    ),
                     name,
                     image: image.name.clone(),
                     layers: image
@@ -161,8 +211,6 @@ impl Runtime {
                     } else {
                         opts.cmd.clone()
                     },
-                    env: container_env(&opts.env, &hostname, opts.tty),
-                    hostname,
                     limits: opts.limits,
                     init: opts.init,
                     tty: opts.tty,
@@ -174,12 +222,20 @@ impl Runtime {
                     created_at_ms: state::now_ms(),
                 };
                 state::write_json_atomic(&dir.config(), &config)?;
-                rootfs::rw::create(&dir, opts.limits.disk_bytes)?;
+                if warm.is_some() {
+                    rootfs::rw::resize(&dir, opts.limits.disk_bytes)?;
+                } else {
+                    rootfs::rw::create(&dir, opts.limits.disk_bytes)?;
+                }
                 Ok(config)
             })();
             match made {
-                Ok(c) => c,
+                Ok(config) => (dir, warm, config),
                 Err(e) => {
+                    if let Some(entry) = &warm {
+                        pool::kill_supervisor(entry);
+                        let _ = Cgroup::open(&entry.cgroup).remove();
+                    }
                     self.discard(&dir);
                     return Err(e);
                 }
@@ -192,9 +248,25 @@ impl Runtime {
         } else {
             Stdio3::Capture
         };
-        match spawn_supervisor(&dir.dir, stdio) {
+        let refill = (self.warm_pool > 0).then(|| Refill {
+            state_root: self.state.root.clone(),
+            cgroup_parent: self.cgroup_parent.clone(),
+            idle_secs: self.warm_idle.as_secs(),
+            target: self.warm_pool,
+        });
+        let started = match &warm {
+            Some(_) => claim_warm(&dir.dir, stdio, refill),
+            None => spawn_supervisor(&dir.dir, stdio, refill),
+        };
+        let id = dir
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let result = match started {
             Ok((SpawnReport::Started { .. }, supervisor)) => {
-                tracing::info!(container = %id, image = %config.image, "container started");
+                tracing::info!(container = %id, warm = warm.is_some(), "container started");
+                // With auto-remove, a quick command may already be gone: use what we wrote.
                 Ok(Started {
                     info: self.info(&dir, &config),
                     supervisor,
@@ -215,10 +287,38 @@ impl Runtime {
                 })
             }
             Err(e) => {
+                if let Some(entry) = &warm {
+                    pool::kill_supervisor(entry);
+                }
                 self.discard(&dir);
                 Err(e.into())
             }
+        };
+        result
+    }
+
+    /// Start warm containers until the pool holds its target (in the background).
+    pub fn refill_pool(&self) {
+        let missing = self.warm_pool.saturating_sub(pool::count(&self.state));
+        if missing > 0 {
+            let children = pool::spawn(
+                &self.state,
+                self.cgroup_parent.as_deref(),
+                self.warm_idle,
+                missing,
+            );
+            pool::reap_in_background(children);
         }
+    }
+
+    /// Remove every warm container.
+    pub fn drain_pool(&self) -> Result<usize> {
+        Ok(pool::drain(&self.state)?)
+    }
+
+    /// The warm containers waiting to be claimed.
+    pub fn pool_entries(&self) -> Vec<pool::PoolEntry> {
+        pool::entries(&self.state)
     }
 
     /// Remove everything a half-made container left.
@@ -294,7 +394,10 @@ impl Runtime {
 
     fn info(&self, dir: &ContainerDir, config: &ContainerConfig) -> ContainerInfo {
         let st = dir.read_state().unwrap_or_default();
-        let alive = st.running && pid_alive(st.host_pid, st.host_pid_start);
+        // Running until the supervisor has recorded the exit.
+        let alive = st.running
+            && (pid_alive(st.host_pid, st.host_pid_start)
+                || pid_alive(st.supervisor_pid, st.supervisor_start));
         let state = if alive {
             ContainerState::Running
         } else if st.host_pid.is_none() && st.exit_code.is_none() {
@@ -383,10 +486,11 @@ impl Runtime {
         // directory we are deleting.
         if let Some(sup) = st.supervisor_pid {
             let deadline = Instant::now() + Duration::from_secs(3);
-            while is_our_supervisor(sup, &dir) && Instant::now() < deadline {
+            let ours = || pid_alive(Some(sup), st.supervisor_start);
+            while ours() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            if is_our_supervisor(sup, &dir) {
+            if ours() {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(sup as i32),
                     nix::sys::signal::Signal::SIGKILL,
@@ -508,15 +612,6 @@ fn pid_alive(pid: Option<u32>, start: Option<u64>) -> bool {
         }
         None => false,
     }
-}
-
-fn is_our_supervisor(pid: u32, dir: &ContainerDir) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| {
-            let needle = dir.dir.as_os_str().as_encoded_bytes();
-            c.windows(needle.len()).any(|w| w == needle)
-        })
-        .unwrap_or(false)
 }
 
 /// PID inside the innermost namespace (last NSpid entry) and the host PPid.

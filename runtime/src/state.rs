@@ -81,6 +81,9 @@ pub struct ContainerConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuntimeState {
     pub supervisor_pid: Option<u32>,
+    /// Start time of the supervisor, to tell it from a recycled PID.
+    #[serde(default)]
+    pub supervisor_start: Option<u64>,
     /// PID 1 of the container, as the host sees it.
     pub host_pid: Option<u32>,
     /// Start time of PID 1 (field 22 of /proc/PID/stat), to tell it from a recycled PID.

@@ -93,11 +93,7 @@ fn container_namespaces_differ_from_host_and_exec_joins_them() {
 
 /// Collect a container's events until it exits (or `timeout`).
 fn events_until_exit(env: &Env, id: &str, timeout: Duration) -> Vec<protocol::ContainerEvent> {
-    let rt = runtime::Runtime::open(runtime::RuntimeOptions {
-        state_dir: env.path().to_path_buf(),
-        cgroup_parent: None,
-    })
-    .expect("runtime");
+    let rt = runtime::Runtime::open(runtime::RuntimeOptions::new(env.path())).expect("runtime");
     let mut monitor = rt.events(id).expect("events");
     let deadline = std::time::Instant::now() + timeout;
     let mut all = Vec::new();
@@ -319,33 +315,49 @@ fn container_rm_and_auto_remove_clean_up_everything() {
     env.assert_clean();
 }
 
-/// Read terminal output from `client` until `want` shows up in it.
-fn read_until(client: &mut runtime::process::client::Client, want: &str) -> String {
-    use runtime::process::wire::{Frame, Reply};
-    let mut seen = String::new();
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !seen.contains(want) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never saw {want:?}; got {seen:?}"
-        );
-        let frame = client.next_frame();
-        let Ok(frame) = frame else {
-            panic!("no {want:?} in time ({frame:?}); got {seen:?}")
-        };
-        match frame {
-            Frame::Output { data, .. } => seen.push_str(&String::from_utf8_lossy(&data)),
-            Frame::Control(Reply::Exit { code }) => {
-                panic!("exited with {code} before {want:?}: {seen:?}")
+/// Terminal output read so far, and how far the test has looked at it.
+#[derive(Default)]
+struct Screen {
+    text: String,
+    looked: usize,
+}
+
+impl Screen {
+    /// Read from `client` until `want` appears after what was already matched.
+    fn wait(&mut self, client: &mut runtime::process::client::Client, want: &str) -> String {
+        use runtime::process::wire::{Frame, Reply};
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(at) = self.text[self.looked..].find(want) {
+                let seen = self.text[self.looked..self.looked + at + want.len()].to_string();
+                self.looked += at + want.len();
+                return seen;
             }
-            Frame::Control(Reply::Error { message }) => panic!("supervisor error: {message}"),
-            _ => {}
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never saw {want:?}; got {:?}",
+                &self.text[self.looked..]
+            );
+            let frame = client.next_frame();
+            let Ok(frame) = frame else {
+                panic!(
+                    "no {want:?} in time ({frame:?}); got {:?}",
+                    &self.text[self.looked..]
+                )
+            };
+            match frame {
+                Frame::Output { data, .. } => self.text.push_str(&String::from_utf8_lossy(&data)),
+                Frame::Control(Reply::Exit { code }) => {
+                    panic!("exited with {code} before {want:?}: {:?}", self.text)
+                }
+                Frame::Control(Reply::Error { message }) => panic!("supervisor error: {message}"),
+                _ => {}
+            }
         }
     }
-    seen
 }
 
 #[test]
@@ -375,8 +387,9 @@ fn container_tty_is_real_and_follows_resizes() {
     client
         .send_input(b"stty size; tty; test -e $(tty) && echo tty-exists\n")
         .expect("input");
-    read_until(&mut client, "45 123");
-    read_until(&mut client, "tty-exists");
+    let mut screen = Screen::default();
+    screen.wait(&mut client, "45 123");
+    screen.wait(&mut client, "tty-exists");
     // Absurd sizes are clamped, not rejected.
     client
         .send(Request::Resize {
@@ -385,10 +398,10 @@ fn container_tty_is_real_and_follows_resizes() {
         })
         .expect("resize");
     client.send_input(b"stty size\n").expect("input");
-    read_until(&mut client, "500 1000");
+    screen.wait(&mut client, "500 1000");
     // Job control: a background job and `fg` need a controlling terminal.
     client.send_input(b"sleep 30 &\njobs\n").expect("input");
-    read_until(&mut client, "sleep 30");
+    screen.wait(&mut client, "sleep 30");
     // An exec session gets a terminal of its own.
     let mut exec = Client::connect(&socket).expect("connect");
     exec.send(Request::Exec {
@@ -399,7 +412,7 @@ fn container_tty_is_real_and_follows_resizes() {
         rows: 22,
     })
     .expect("exec");
-    let out = read_until(&mut exec, "22 77");
+    let out = Screen::default().wait(&mut exec, "22 77");
     assert!(out.contains("/dev/pts/"), "{out}");
     client.send_input(b"exit 7\n").expect("input");
     drop(client);
@@ -410,4 +423,80 @@ fn container_tty_is_real_and_follows_resizes() {
     assert_eq!(info["exit_code"], 7);
     env.ok(&["rm", &id]);
     env.assert_clean();
+}
+
+/// Ids of the warm containers waiting in the pool.
+fn pool_ids(env: &Env) -> Vec<String> {
+    env.ok(&["pool", "ls"])
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn container_warm_pool_hands_out_prepared_containers_with_their_limits() {
+    let env = Env::new();
+    env.ok(&["pool", "drain"]);
+    env.ok(&["pool", "fill"]);
+    let warm = wait_for("a warm container", Duration::from_secs(10), || {
+        pool_ids(&env).pop()
+    });
+    let id = env.detached(
+        &["-m", "48m", "--pids-limit", "10", "--disk", "8m"],
+        &["sleep", "30"],
+    );
+    assert_eq!(id, warm, "the start did not use the warm container");
+    let stats = env.stats(&id);
+    assert_eq!(stats["memory_limit"], 48 << 20, "{stats}");
+    assert_eq!(stats["pids_limit"], 10, "{stats}");
+    let df = env.ok(&["exec", &id, "df", "-k", "/"]);
+    assert!(df.contains(" 8192 "), "the RW layer is not 8 MiB: {df}");
+    assert_eq!(env.ok(&["exec", &id, "hostname"]).trim(), &id[..12]);
+    // The claim started a replacement.
+    wait_for("a refill", Duration::from_secs(10), || {
+        pool_ids(&env).into_iter().find(|p| *p != id)
+    });
+    env.ok(&["rm", "-f", &id]);
+    env.ok(&["pool", "drain"]);
+    assert!(pool_ids(&env).is_empty());
+    assert!(env
+        .path()
+        .join("pool")
+        .read_dir()
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true));
+    env.assert_clean();
+}
+
+#[test]
+fn container_unclaimed_warm_containers_remove_themselves() {
+    let env = Env::new();
+    env.ok(&["--warm-idle-secs", "1", "pool", "fill"]);
+    let warm = wait_for("a warm container", Duration::from_secs(10), || {
+        pool_ids(&env).pop()
+    });
+    let entry = env.path().join("pool").join(&warm);
+    let pool_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(entry.join("pool.json")).expect("pool.json"))
+            .expect("json");
+    let dirs: Vec<std::path::PathBuf> = pool_json["cgroup"]["dirs"]
+        .as_object()
+        .expect("dirs")
+        .values()
+        .map(|v| std::path::PathBuf::from(v.as_str().expect("path")))
+        .collect();
+    wait_for(
+        "the idle warm container to go",
+        Duration::from_secs(10),
+        || (!entry.exists()).then_some(()),
+    );
+    for d in dirs {
+        assert!(!d.exists(), "cgroup {} left behind", d.display());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts.contains(&warm),
+        "the warm container's RW layer is still mounted"
+    );
 }

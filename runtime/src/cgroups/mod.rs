@@ -183,6 +183,25 @@ impl Cgroup {
         Ok(Cgroup { record })
     }
 
+    /// Set (and read back) limits on an existing cgroup, e.g. one made
+    /// ahead of time for a warm start.
+    pub fn set_limits(&self, limits: &Limits) -> Result<(), CgroupError> {
+        match self.record.version {
+            CgroupVersion::V1 => v1::apply_limits(&self.record.dirs, limits),
+            CgroupVersion::V2 => {
+                let dir =
+                    self.record
+                        .dirs
+                        .get(V2_KEY)
+                        .ok_or_else(|| CgroupError::ControllerMissing {
+                            controller: V2_KEY.into(),
+                            detail: "not in the record".into(),
+                        })?;
+                v2::apply_limits(dir, limits)
+            }
+        }
+    }
+
     /// Reopens a cgroup from its record; no I/O.
     pub fn open(record: &CgroupRecord) -> Cgroup {
         Cgroup {

@@ -119,7 +119,10 @@ pub(crate) fn create(
     Ok(record)
 }
 
-fn apply_limits(dirs: &BTreeMap<String, PathBuf>, limits: &Limits) -> Result<(), CgroupError> {
+pub(super) fn apply_limits(
+    dirs: &BTreeMap<String, PathBuf>,
+    limits: &Limits,
+) -> Result<(), CgroupError> {
     let dir = |c: &str| {
         dirs.get(c).ok_or_else(|| CgroupError::ControllerMissing {
             controller: c.into(),

@@ -174,7 +174,7 @@ fn move_processes_to_leaf(dir: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
-fn apply_limits(dir: &Path, limits: &Limits) -> Result<(), CgroupError> {
+pub(super) fn apply_limits(dir: &Path, limits: &Limits) -> Result<(), CgroupError> {
     if let Some(bytes) = limits.memory_bytes {
         let v = page_round(bytes)?.to_string();
         write_checked(&dir.join("memory.max"), &v, &v)?;

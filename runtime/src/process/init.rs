@@ -6,7 +6,7 @@
 //! `execve` is of the user's command, resolved inside the container's root.
 
 use super::channel::Channel;
-use super::messages::{FromChild, ToChild};
+use super::messages::{FromChild, InitPlan, StdioPlan, ToChild};
 use crate::rootfs::mounts::{self, RootfsPlan};
 use crate::tty;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
@@ -18,80 +18,99 @@ use std::path::PathBuf;
 
 pub type ChildChannel = Channel<FromChild, ToChild>;
 
-/// Everything the container process needs, prepared by the supervisor before the clone.
-pub struct InitContext {
-    pub cmd: Vec<String>,
-    pub env: Vec<String>,
-    pub hostname: String,
-    pub layers: Vec<PathBuf>,
-    pub upper: PathBuf,
-    pub work: PathBuf,
-    pub target: PathBuf,
+/// What the container process is born knowing: enough to leave the host's
+/// cgroup. Everything else arrives in [`ToChild::Go`] once the container is
+/// claimed, so that this part can be done ahead of time (warm starts).
+pub struct EarlyContext {
     /// `cgroup.procs` files to join before unsharing the cgroup namespace.
     pub cgroup_procs: Vec<PathBuf>,
-    pub mount_cgroup2: bool,
-    pub tty: bool,
-    pub tty_size: (u16, u16),
-    /// Run Glassbox's init as PID 1 (else the command is PID 1 itself).
-    pub init: bool,
-    /// Write end of the output pipe for detached non-tty containers.
-    pub output_pipe: Option<RawFd>,
 }
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Entry point of the cloned container process. Returns the exit code only
 /// on failure; on success it never returns (exec or init loop).
-pub fn container_main(ctx: &InitContext, chan: ChildChannel) -> isize {
-    let slave = match setup(ctx, &chan) {
-        Ok(slave) => slave,
+pub fn container_main(early: &EarlyContext, chan: ChildChannel) -> isize {
+    if let Err(e) = enter_cgroup(early) {
+        let _ = chan.send(&FromChild::SetupFailed(e));
+        return 125;
+    }
+    // Wait to be claimed. A supervisor that goes away takes us with it.
+    let (plan, fds) = match chan.recv() {
+        Ok((ToChild::Go(plan), fds)) => (plan, fds),
+        Err(_) => return 125,
+    };
+    let stdio = match setup(&plan, fds, &chan) {
+        Ok(stdio) => stdio,
         Err(e) => {
             let _ = chan.send(&FromChild::SetupFailed(e));
             return 125;
         }
     };
-    if ctx.init {
-        run_init(ctx, chan, slave)
+    if plan.init {
+        run_init(&plan, chan, stdio)
     } else {
-        exec_command(&ctx.cmd, &ctx.env, slave.as_ref(), ctx.output_pipe, &chan)
+        exec_command(&plan.cmd, &plan.env, &stdio, &chan)
     }
 }
 
-fn setup(ctx: &InitContext, chan: &ChildChannel) -> Result<Option<OwnedFd>, String> {
-    // Join the container's cgroup ("0" means the writer), then make it the
-    // root of a cgroup namespace of its own.
-    for procs in &ctx.cgroup_procs {
+/// Join the container's cgroup ("0" means the writer), make it the root of a
+/// cgroup namespace of our own, and bring up loopback. This is the slow part
+/// on cgroup v1 (each first move waits for an RCU grace period), which is why
+/// it runs before the container is claimed.
+fn enter_cgroup(early: &EarlyContext) -> Result<(), String> {
+    for procs in &early.cgroup_procs {
         std::fs::write(procs, b"0")
             .map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
     }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| format!("unsharing the cgroup namespace: {e}"))?;
-    nix::unistd::sethostname(&ctx.hostname).map_err(|e| format!("setting the hostname: {e}"))?;
-    mounts::loopback_up().map_err(|e| e.to_string())?;
+    mounts::loopback_up().map_err(|e| e.to_string())
+}
+
+/// Where the command's stdin, stdout and stderr come from.
+pub enum Stdio {
+    Tty(OwnedFd),
+    /// Already in place as fds 0, 1 and 2.
+    Ready,
+    /// Write end of the supervisor's output pipe.
+    Pipe(OwnedFd),
+}
+
+fn setup(plan: &InitPlan, mut fds: Vec<OwnedFd>, chan: &ChildChannel) -> Result<Stdio, String> {
+    nix::unistd::sethostname(&plan.hostname).map_err(|e| format!("setting the hostname: {e}"))?;
     mounts::build_and_enter(&RootfsPlan {
-        layers: &ctx.layers,
-        upper: &ctx.upper,
-        work: &ctx.work,
-        target: &ctx.target,
-        mount_cgroup2: ctx.mount_cgroup2,
+        layers: &plan.layers,
+        upper: &plan.upper,
+        work: &plan.work,
+        target: &plan.target,
+        mount_cgroup2: plan.mount_cgroup2,
     })
     .map_err(|e| e.to_string())?;
     // A session of our own; with --no-init this process is the session leader
     // that gets the controlling terminal.
     setsid().map_err(|e| format!("setsid: {e}"))?;
+    let stdio = match plan.stdio {
+        StdioPlan::Tty => {
+            let pty = tty::open_pty().map_err(|e| format!("opening the container's pty: {e}"))?;
+            let (cols, rows) = plan.tty_size;
+            tty::set_size(std::os::fd::AsFd::as_fd(&pty.slave), cols, rows)
+                .map_err(|e| format!("sizing the pty: {e}"))?;
+            chan.send_with_fds(&FromChild::PtyMaster, &[pty.master.as_raw_fd()])
+                .map_err(|e| format!("handing over the pty: {e}"))?;
+            Stdio::Tty(pty.slave)
+        }
+        StdioPlan::Inherit if fds.len() == 3 => {
+            for (target, fd) in fds.iter().enumerate() {
+                super::dup_onto(fd.as_raw_fd(), target as RawFd);
+            }
+            Stdio::Ready
+        }
+        StdioPlan::Pipe if fds.len() == 1 => Stdio::Pipe(fds.remove(0)),
+        other => return Err(format!("stdio {other:?} came with {} fds", fds.len())),
+    };
     close_stray_fds();
-    if ctx.tty {
-        let pty = tty::open_pty().map_err(|e| format!("opening the container's pty: {e}"))?;
-        let (cols, rows) = ctx.tty_size;
-        tty::set_size(std::os::fd::AsFd::as_fd(&pty.slave), cols, rows)
-            .map_err(|e| format!("sizing the pty: {e}"))?;
-        chan.send_with_fds(&FromChild::PtyMaster, &[pty.master.as_raw_fd()])
-            .map_err(|e| format!("handing over the pty: {e}"))?;
-        drop(pty.master);
-        Ok(Some(pty.slave))
-    } else {
-        Ok(None)
-    }
+    Ok(stdio)
 }
 
 /// Mark every fd above stdio close-on-exec, so nothing of the host leaks into
@@ -109,37 +128,37 @@ pub(crate) fn close_stray_fds() {
 }
 
 /// Become the user's command: wire stdio, then execve. Returns only on failure.
-fn exec_command(
-    cmd: &[String],
-    env: &[String],
-    slave: Option<&OwnedFd>,
-    output_pipe: Option<RawFd>,
-    chan: &ChildChannel,
-) -> isize {
-    if let Some(slave) = slave {
-        // Under --init this is the forked command, not yet a session leader.
-        let _ = setsid();
-        if let Err(e) = tty::set_controlling(slave) {
-            let _ = chan.send(&FromChild::SetupFailed(format!(
-                "controlling terminal: {e}"
-            )));
-            return 125;
+fn exec_command(cmd: &[String], env: &[String], stdio: &Stdio, chan: &ChildChannel) -> isize {
+    match stdio {
+        Stdio::Tty(slave) => {
+            // Under --init this is the forked command, not yet a session leader.
+            let _ = setsid();
+            if let Err(e) = tty::set_controlling(slave) {
+                let _ = chan.send(&FromChild::SetupFailed(format!(
+                    "controlling terminal: {e}"
+                )));
+                return 125;
+            }
+            for fd in 0..3 {
+                super::dup_onto(slave.as_raw_fd(), fd);
+            }
         }
-        for fd in 0..3 {
-            let _ = super::dup_onto(slave.as_raw_fd(), fd);
+        Stdio::Pipe(pipe) => {
+            if let Ok(null) = std::fs::File::open("/dev/null") {
+                super::dup_onto(null.as_raw_fd(), 0);
+            }
+            super::dup_onto(pipe.as_raw_fd(), 1);
+            super::dup_onto(pipe.as_raw_fd(), 2);
         }
-    } else if let Some(pipe) = output_pipe {
-        let _ = super::dup_onto(pipe, 1);
-        let _ = super::dup_onto(pipe, 2);
+        Stdio::Ready => {}
     }
-    let code = match exec_in_root(cmd, env) {
+    match exec_in_root(cmd, env) {
         Ok(never) => match never {},
         Err((code, msg)) => {
             let _ = chan.send(&FromChild::ExecFailed(msg));
-            code
+            code as isize
         }
-    };
-    code as isize
+    }
 }
 
 /// Resolve `cmd[0]` on the container's PATH and execve it.
@@ -192,18 +211,14 @@ pub fn exec_in_root(
 
 /// PID 1 with `--init`: fork the command, then reap every zombie and forward
 /// every signal to the command until it exits, and exit with its status.
-fn run_init(ctx: &InitContext, chan: ChildChannel, slave: Option<OwnedFd>) -> isize {
+fn run_init(plan: &InitPlan, chan: ChildChannel, stdio: Stdio) -> isize {
     let all = SigSet::all();
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), None);
     // SAFETY: this process is single-threaded (a clone of the single-threaded supervisor).
     let child = match unsafe { fork() } {
-        Ok(ForkResult::Child) => std::process::exit(exec_command(
-            &ctx.cmd,
-            &ctx.env,
-            slave.as_ref(),
-            ctx.output_pipe,
-            &chan,
-        ) as i32),
+        Ok(ForkResult::Child) => {
+            std::process::exit(exec_command(&plan.cmd, &plan.env, &stdio, &chan) as i32)
+        }
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => {
             let _ = chan.send(&FromChild::SetupFailed(format!("forking the command: {e}")));
@@ -213,9 +228,17 @@ fn run_init(ctx: &InitContext, chan: ChildChannel, slave: Option<OwnedFd>) -> is
     // From here on the supervisor learns of success when the command's copy
     // of the channel closes on exec.
     drop(chan);
-    drop(slave);
-    if let Some(pipe) = ctx.output_pipe {
-        let _ = nix::unistd::close(pipe);
+    drop(stdio);
+    // Init needs no stdio of its own; holding the caller's would keep its
+    // pipes open.
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            super::dup_onto(null.as_raw_fd(), fd);
+        }
     }
     name_self_init();
     // Nobody in the container may open /proc/1/exe or ptrace us: PID 1's

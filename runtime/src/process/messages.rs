@@ -1,6 +1,7 @@
 //! Messages exchanged over [`super::channel`] while a container starts.
 
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Container process (init, or an exec'd process being set up) → supervisor.
 #[derive(Debug, Serialize, Deserialize)]
@@ -15,12 +16,62 @@ pub enum FromChild {
     ExecFailed(String),
 }
 
-/// Supervisor → container process. Nothing needs saying yet; the type keeps
-/// the channel typed in both directions (user-namespace id mapping will
-/// answer here).
+/// Supervisor → container process.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToChild {
-    Continue,
+    /// Become this container. Fds ride along: the caller's stdin, stdout and
+    /// stderr for [`StdioPlan::Inherit`], the pipe's write end for
+    /// [`StdioPlan::Pipe`], none for [`StdioPlan::Tty`].
+    Go(InitPlan),
+}
+
+/// What the container's process becomes, sent once the container is claimed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitPlan {
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub hostname: String,
+    pub layers: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// Where the overlay is mounted (inside the container's namespace only).
+    pub target: PathBuf,
+    pub mount_cgroup2: bool,
+    pub stdio: StdioPlan,
+    pub tty_size: (u16, u16),
+    /// Run Glassbox's init as PID 1 (else the command is PID 1 itself).
+    pub init: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StdioPlan {
+    /// A pty made inside the container.
+    Tty,
+    /// The caller's own stdio (three fds attached).
+    Inherit,
+    /// stdout and stderr into the supervisor's pipe (one fd attached).
+    Pipe,
+}
+
+/// Caller → supervisor: this prepared container is now the one in `dir`
+/// (whose `config.json` says what it is). With `inherit_stdio`, the caller's
+/// stdin, stdout and stderr are attached as fds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claim {
+    pub dir: PathBuf,
+    pub inherit_stdio: bool,
+    /// Once the container runs, start warm containers up to this pool.
+    /// The supervisor does it so that the caller's start is not slowed.
+    pub refill: Option<Refill>,
+}
+
+/// A warm pool to keep filled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Refill {
+    pub state_root: PathBuf,
+    pub cgroup_parent: Option<String>,
+    pub idle_secs: u64,
+    pub target: usize,
 }
 
 /// Supervisor → whoever spawned it: the outcome of starting the container.

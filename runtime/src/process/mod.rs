@@ -30,6 +30,8 @@ pub enum ProcessError {
     Channel(#[from] channel::ChannelError),
     #[error("starting the supervisor: {0}")]
     SpawnSupervisor(std::io::Error),
+    #[error("claiming a warm container: {0}")]
+    Claim(nix::Error),
 }
 
 /// Call first thing in `main` of every binary that uses this crate: if this
@@ -38,10 +40,7 @@ pub enum ProcessError {
 pub fn supervisor_entrypoint() {
     let mut args = std::env::args_os();
     if args.nth(1).as_deref() == Some(std::ffi::OsStr::new(spawn::SUPERVISOR_ARG)) {
-        match args.next() {
-            Some(dir) => supervisor::main(dir.into()),
-            None => std::process::exit(2),
-        }
+        supervisor::main(args.collect())
     }
 }
 

@@ -4,7 +4,7 @@
 //! which is single-threaded when it clones the container.
 
 use super::channel::{self, Channel};
-use super::messages::SpawnReport;
+use super::messages::{Claim, Refill, SpawnReport};
 use super::ProcessError;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -26,7 +26,7 @@ pub enum Stdio3 {
 
 /// The spawner's end: the report of the start, then the exit code.
 pub struct SupervisorHandle {
-    chan: Channel<(), SpawnReport>,
+    chan: Channel<Claim, SpawnReport>,
 }
 
 impl SupervisorHandle {
@@ -92,27 +92,19 @@ impl SupervisorHandle {
 pub fn spawn_supervisor(
     dir: &Path,
     stdio: Stdio3,
+    refill: Option<Refill>,
 ) -> Result<(SpawnReport, SupervisorHandle), ProcessError> {
-    let (ours, theirs) = channel::pair::<(), SpawnReport>()?;
+    let (ours, theirs) = channel::pair::<Claim, SpawnReport>()?;
     let theirs: OwnedFd = theirs.into_fd();
     let their_fd = theirs.as_raw_fd();
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0("glassbox-supervisor").arg(SUPERVISOR_ARG).arg(dir);
-    match stdio {
-        Stdio3::Inherit { stdin } => {
-            cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
-            cmd.stdin(if stdin {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            });
-        }
-        Stdio3::Capture => {
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-        }
-    }
+    cmd.arg0("glassbox-supervisor")
+        .arg(SUPERVISOR_ARG)
+        .arg("cold")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     // SAFETY: only async-signal-safe calls (dup2, setsid) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -127,6 +119,40 @@ pub fn spawn_supervisor(
     // The supervisor forks once and its first process exits at once, so this
     // wait is short and leaves no zombie behind.
     let _ = child.wait();
-    let (report, _) = ours.recv()?;
-    Ok((report, SupervisorHandle { chan: ours }))
+    claim(ours, dir, stdio, refill)
+}
+
+/// Claim a warm container (its directory already renamed to `dir`) through
+/// its claim socket.
+pub fn claim_warm(
+    dir: &Path,
+    stdio: Stdio3,
+    refill: Option<Refill>,
+) -> Result<(SpawnReport, SupervisorHandle), ProcessError> {
+    let chan =
+        super::supervisor::connect_claim(&dir.join("claim.sock")).map_err(ProcessError::Claim)?;
+    claim(chan, dir, stdio, refill)
+}
+
+fn claim(
+    chan: Channel<Claim, SpawnReport>,
+    dir: &Path,
+    stdio: Stdio3,
+    refill: Option<Refill>,
+) -> Result<(SpawnReport, SupervisorHandle), ProcessError> {
+    let msg = Claim {
+        dir: dir.to_path_buf(),
+        inherit_stdio: matches!(stdio, Stdio3::Inherit { .. }),
+        refill,
+    };
+    match stdio {
+        Stdio3::Inherit { stdin } => {
+            let null = std::fs::File::open("/dev/null").map_err(ProcessError::SpawnSupervisor)?;
+            let fd0 = if stdin { 0 } else { null.as_raw_fd() };
+            chan.send_with_fds(&msg, &[fd0, 1, 2])?;
+        }
+        Stdio3::Capture => chan.send(&msg)?,
+    }
+    let (report, _) = chan.recv()?;
+    Ok((report, SupervisorHandle { chan }))
 }

@@ -4,22 +4,52 @@
 //! the backend that asked for it (like containerd's shim).
 
 use super::channel::{self, Channel};
-use super::init::{self, InitContext};
-use super::messages::{FromChild, SpawnReport, ToChild};
+use super::init::{self, EarlyContext};
+use super::messages::{Claim, FromChild, InitPlan, Refill, SpawnReport, StdioPlan, ToChild};
 use super::server::{Server, Session};
 use super::spawn::SPAWN_FD;
-use crate::cgroups::Cgroup;
+use crate::cgroups::{Cgroup, CgroupParent};
 use crate::namespaces;
-use crate::state::{now_ms, ContainerConfig, ContainerDir, RuntimeState};
+use crate::pool::{self, WarmArgs};
+use crate::state::{now_ms, ContainerConfig, ContainerDir, RuntimeState, StateDir};
 use nix::unistd::{fork, ForkResult, Pid};
+use protocol::Limits;
+use std::ffi::OsString;
+use std::os::fd::AsFd;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 
-pub type SpawnChannel = Channel<SpawnReport, ()>;
+pub type SpawnChannel = Channel<SpawnReport, Claim>;
 
-/// Run as the supervisor of the container in `dir`. Never returns.
-pub fn main(dir: PathBuf) -> ! {
+/// Run as a supervisor. `args` follow the supervisor marker:
+/// `cold <container dir>` (spawned for one container, channel on fd 3) or
+/// `warm <state root> <cgroup parent|-> <idle secs>` (a pool entry). Never returns.
+pub fn main(args: Vec<OsString>) -> ! {
+    let mode = args.first().and_then(|m| m.to_str()).unwrap_or("");
+    let code = match (mode, &args[1.min(args.len())..]) {
+        ("cold", [dir]) => run_cold(PathBuf::from(dir)),
+        ("warm", rest) => match WarmArgs::parse(rest) {
+            Some(w) => run_warm(w),
+            None => 2,
+        },
+        _ => 2,
+    };
+    std::process::exit(code)
+}
+
+/// Fork once and let the first process exit: the spawner reaps it at once,
+/// and we are adopted by init (or the nearest subreaper) and live on.
+fn detach() -> bool {
+    // SAFETY: freshly exec'd, single-threaded.
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => std::process::exit(0),
+        Ok(ForkResult::Child) => true,
+        Err(_) => false,
+    }
+}
+
+fn run_cold(dir: PathBuf) -> i32 {
     // SAFETY: fd 3 was set up by the spawner (dup2 in pre_exec) and is ours alone.
     let spawn_fd = unsafe { OwnedFd::from_raw_fd(SPAWN_FD) };
     let _ = nix::fcntl::fcntl(
@@ -27,51 +57,310 @@ pub fn main(dir: PathBuf) -> ! {
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
     let spawn: SpawnChannel = Channel::from_fd(spawn_fd);
-    // Detach: the spawner reaps our first process right away; the second one
-    // is adopted by init (or the nearest subreaper) and lives on.
-    // SAFETY: freshly exec'd, single-threaded.
-    match unsafe { fork() } {
-        Ok(ForkResult::Parent { .. }) => std::process::exit(0),
-        Ok(ForkResult::Child) => {}
-        Err(e) => {
-            let _ = spawn.send(&SpawnReport::Failed {
-                error: format!("forking the supervisor: {e}"),
-                exit_code: 125,
-            });
-            std::process::exit(1);
-        }
+    if !detach() {
+        let _ = spawn.send(&SpawnReport::Failed {
+            error: "forking the supervisor failed".into(),
+            exit_code: 125,
+        });
+        return 1;
     }
     let dir = ContainerDir { dir };
-    match start(&dir, &spawn) {
-        Ok(server) => {
-            let code = server.with_spawn(spawn).run();
-            std::process::exit(code)
+    let prepared = match dir
+        .read_config()
+        .map_err(|e| e.to_string())
+        .and_then(|config| Prepared::new(&dir, Cgroup::open(&config.cgroup)))
+    {
+        Ok(p) => p,
+        Err(error) => {
+            let _ = spawn.send(&SpawnReport::Failed {
+                error,
+                exit_code: 125,
+            });
+            return 1;
         }
-        Err((error, exit_code)) => {
-            let _ = spawn.send(&SpawnReport::Failed { error, exit_code });
-            std::process::exit(1)
+    };
+    become_container(prepared, spawn)
+}
+
+fn run_warm(args: WarmArgs) -> i32 {
+    if !detach() {
+        return 1;
+    }
+    let Ok(state) = StateDir::open(&args.state_root) else {
+        return 1;
+    };
+    let id = crate::state::new_id();
+    let dir = ContainerDir {
+        dir: pool::entry_dir(&state, &id),
+    };
+    if std::fs::create_dir_all(&dir.dir).is_err() {
+        return 1;
+    }
+    let cgroup = match Cgroup::create(
+        &CgroupParent(args.cgroup_parent.clone()),
+        &id,
+        &Limits::default(),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "warm container: no cgroup");
+            let _ = std::fs::remove_dir_all(&dir.dir);
+            return 1;
+        }
+    };
+    let give_up = |prepared: Option<Prepared>| {
+        if let Some(p) = prepared {
+            p.kill();
+        }
+        let _ = cgroup.remove();
+        let _ = crate::rootfs::rw::remove(&dir);
+        let _ = std::fs::remove_dir_all(&dir.dir);
+        1
+    };
+    // The RW layer is mounted before the clone so that the container's mount
+    // namespace has it; the claim only resizes it.
+    if crate::rootfs::rw::create(&dir, None).is_err() {
+        return give_up(None);
+    }
+    let claims = match seqpacket_listener(&dir.dir.join("claim.sock")) {
+        Ok(l) => l,
+        Err(_) => return give_up(None),
+    };
+    let prepared = match Prepared::new(&dir, Cgroup::open(&cgroup.record())) {
+        Ok(p) => p,
+        Err(_) => return give_up(None),
+    };
+    let entry = pool::PoolEntry {
+        id: id.clone(),
+        cgroup: cgroup.record(),
+        supervisor_pid: std::process::id(),
+        supervisor_start: process_start_time(std::process::id() as i32),
+        created_at_ms: now_ms(),
+    };
+    if crate::state::write_json_atomic(&dir.dir.join("pool.json"), &entry).is_err() {
+        return give_up(Some(prepared));
+    }
+    match wait_for_claim(&claims, &state, &dir, args.idle) {
+        Some(chan) => become_container(prepared, chan),
+        None => give_up(Some(prepared)),
+    }
+}
+
+/// Wait for a claimer; after `idle`, remove ourselves unless a claim is
+/// already under way (our directory was renamed away).
+fn wait_for_claim(
+    listener: &OwnedFd,
+    state: &StateDir,
+    dir: &ContainerDir,
+    idle: std::time::Duration,
+) -> Option<SpawnChannel> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = std::time::Instant::now() + idle;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::NONE);
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, ms);
+        if fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        {
+            if let Ok(fd) = nix::sys::socket::accept4(
+                listener.as_raw_fd(),
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            ) {
+                // SAFETY: accept4 returned a new fd that we own.
+                return Some(Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }));
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            let _lock = state.lock().ok()?;
+            if pool::still_pooled(&dir.dir) {
+                return None;
+            }
+            // Claimed meanwhile: the claimer is about to connect.
+            return accept_within(listener, std::time::Duration::from_secs(10));
         }
     }
 }
 
-/// Clone the container and wait until its command runs.
-fn start(dir: &ContainerDir, spawn: &SpawnChannel) -> Result<Server, (String, i32)> {
-    let setup_err = |e: String| (e, 125);
-    let config: ContainerConfig = dir.read_config().map_err(|e| setup_err(e.to_string()))?;
-    let cgroup = Cgroup::open(&config.cgroup);
-    let socket = dir.socket();
-    let _ = std::fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket)
-        .map_err(|e| setup_err(format!("binding {}: {e}", socket.display())))?;
-    let output_pipe = if !config.tty && !is_inherited_stdio(&config) {
-        Some(
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|e| setup_err(format!("pipe: {e}")))?,
-        )
-    } else {
-        None
+fn accept_within(listener: &OwnedFd, wait: std::time::Duration) -> Option<SpawnChannel> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    let ms = PollTimeout::try_from(wait.as_millis() as i32).unwrap_or(PollTimeout::NONE);
+    poll(&mut fds, ms).ok().filter(|n| *n > 0)?;
+    let fd = nix::sys::socket::accept4(
+        listener.as_raw_fd(),
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .ok()?;
+    // SAFETY: accept4 returned a new fd that we own.
+    Some(Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// A listening `SOCK_SEQPACKET` unix socket, so that claims are typed
+/// messages with fds, like the spawn channel.
+pub fn seqpacket_listener(path: &std::path::Path) -> Result<OwnedFd, nix::Error> {
+    use nix::sys::socket::{
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
     };
-    let ctx = InitContext {
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let _ = std::fs::remove_file(path);
+    bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    listen(&fd, Backlog::new(4)?)?;
+    Ok(fd)
+}
+
+/// Connect to a warm container's claim socket.
+pub fn connect_claim(path: &std::path::Path) -> Result<Channel<Claim, SpawnReport>, nix::Error> {
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    Ok(Channel::from_fd(fd))
+}
+
+/// A container process cloned into fresh namespaces and its cgroup, parked
+/// before its rootfs until [`become_container`] says what it is.
+struct Prepared {
+    pid: Pid,
+    chan: Channel<ToChild, FromChild>,
+    cgroup: Cgroup,
+    listener: UnixListener,
+}
+
+impl Prepared {
+    fn new(dir: &ContainerDir, cgroup: Cgroup) -> Result<Prepared, String> {
+        // The attach socket exists before the claim, so it moves with the directory.
+        let socket = dir.socket();
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket)
+            .map_err(|e| format!("binding {}: {e}", socket.display()))?;
+        let early = EarlyContext {
+            cgroup_procs: cgroup.procs_files(),
+        };
+        let (ours, theirs) = channel::pair::<ToChild, FromChild>().map_err(|e| e.to_string())?;
+        let mut theirs = Some(theirs);
+        let mut stack = vec![0u8; 256 * 1024];
+        let cb = Box::new(move || match theirs.take() {
+            Some(chan) => init::container_main(&early, chan),
+            None => 125,
+        });
+        // SAFETY: we are single-threaded; the child runs on its own stack.
+        // Our copy of the child's channel end is dropped with the closure.
+        let pid = unsafe {
+            nix::sched::clone(
+                cb,
+                &mut stack,
+                namespaces::container_flags(),
+                Some(libc::SIGCHLD),
+            )
+        }
+        .map_err(|e| format!("cloning the container: {e}"))?;
+        Ok(Prepared {
+            pid,
+            chan: ours,
+            cgroup,
+            listener,
+        })
+    }
+
+    fn kill(self) {
+        let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.pid, None);
+    }
+}
+
+/// Receive the claim, send the container process its plan, wait until the
+/// command runs, report, then serve until the container exits.
+fn become_container(prepared: Prepared, spawn: SpawnChannel) -> i32 {
+    match claim_and_start(&prepared, &spawn) {
+        Ok((dir, config, output, state, ns_fds, refill)) => {
+            let _ = spawn.send(&SpawnReport::Started {
+                host_pid: state.host_pid.unwrap_or(0),
+                supervisor_pid: std::process::id(),
+            });
+            if let Some(r) = refill {
+                refill_pool(&r);
+            }
+            redirect_stdio_to_null();
+            let main = Session::new(prepared.pid, output, config.tty);
+            Server::new(
+                dir,
+                config,
+                prepared.cgroup,
+                prepared.listener,
+                main,
+                ns_fds,
+                state,
+            )
+            .with_spawn(spawn)
+            .run()
+        }
+        Err((error, exit_code)) => {
+            let _ = spawn.send(&SpawnReport::Failed { error, exit_code });
+            prepared.kill();
+            1
+        }
+    }
+}
+
+type Started = (
+    ContainerDir,
+    ContainerConfig,
+    Option<OwnedFd>,
+    RuntimeState,
+    Vec<(namespaces::Kind, OwnedFd)>,
+    Option<Refill>,
+);
+
+/// Start warm containers up to the pool's target. Their first processes
+/// exit at once and are reaped by the event loop.
+fn refill_pool(r: &Refill) {
+    let Ok(state) = StateDir::open(&r.state_root) else {
+        return;
+    };
+    let missing = r.target.saturating_sub(pool::count(&state));
+    let idle = std::time::Duration::from_secs(r.idle_secs);
+    // Dropping a Child neither kills nor waits for it.
+    drop(pool::spawn(
+        &state,
+        r.cgroup_parent.as_deref(),
+        idle,
+        missing,
+    ));
+}
+
+fn claim_and_start(prepared: &Prepared, spawn: &SpawnChannel) -> Result<Started, (String, i32)> {
+    let setup_err = |e: String| (e, 125);
+    let (claim, stdio_fds) = spawn
+        .recv()
+        .map_err(|e| setup_err(format!("waiting for the claim: {e}")))?;
+    let claim_refill = claim.refill;
+    let dir = ContainerDir { dir: claim.dir };
+    let config: ContainerConfig = dir.read_config().map_err(|e| setup_err(e.to_string()))?;
+    let _ = std::fs::remove_file(dir.dir.join("claim.sock"));
+    let _ = std::fs::create_dir(dir.rootfs());
+    let (stdio, fds, output_read): (StdioPlan, Vec<OwnedFd>, Option<OwnedFd>) = if config.tty {
+        (StdioPlan::Tty, Vec::new(), None)
+    } else if claim.inherit_stdio {
+        (StdioPlan::Inherit, stdio_fds, None)
+    } else {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| setup_err(format!("pipe: {e}")))?;
+        (StdioPlan::Pipe, vec![w], Some(r))
+    };
+    let plan = InitPlan {
         cmd: config.cmd.clone(),
         env: config.env.clone(),
         hostname: config.hostname.clone(),
@@ -79,84 +368,54 @@ fn start(dir: &ContainerDir, spawn: &SpawnChannel) -> Result<Server, (String, i3
         upper: dir.upper(),
         work: dir.work(),
         target: dir.rootfs(),
-        cgroup_procs: cgroup.procs_files(),
         mount_cgroup2: matches!(
             crate::cgroups::detect_version(),
             Ok(protocol::CgroupVersion::V2)
         ),
-        tty: config.tty,
+        stdio,
         tty_size: config.tty_size.unwrap_or((80, 24)),
         init: config.init,
-        output_pipe: output_pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
     };
-    let _ = std::fs::create_dir(dir.rootfs());
-    let (ours, theirs) =
-        channel::pair::<ToChild, FromChild>().map_err(|e| setup_err(e.to_string()))?;
-    let mut theirs = Some(theirs);
-    let mut stack = vec![0u8; 256 * 1024];
-    let cb = Box::new(move || match theirs.take() {
-        Some(chan) => init::container_main(&ctx, chan),
-        None => 125,
-    });
-    // SAFETY: we are single-threaded; the child runs on its own stack.
-    let pid = unsafe {
-        nix::sched::clone(
-            cb,
-            &mut stack,
-            namespaces::container_flags(),
-            Some(libc::SIGCHLD),
-        )
-    }
-    .map_err(|e| setup_err(format!("cloning the container: {e}")))?;
-    // Our copy of the child's end closes with the closure's drop in this process.
-    let (out_read, out_write) = match output_pipe {
-        Some((r, w)) => (Some(r), Some(w)),
-        None => (None, None),
-    };
-    drop(out_write);
-
+    let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    prepared
+        .chan
+        .send_with_fds(&ToChild::Go(plan), &raw)
+        .map_err(|e| setup_err(format!("starting the container: {e}")))?;
+    drop(fds);
     let mut master = None;
     loop {
-        match ours.recv() {
+        match prepared.chan.recv() {
             Ok((FromChild::PtyMaster, mut fds)) => master = fds.pop(),
-            Ok((FromChild::SetupFailed(e), _)) => return Err(reap_failed(pid, e, 125)),
+            Ok((FromChild::SetupFailed(e), _)) => return Err((e, 125)),
             Ok((FromChild::ExecFailed(e), _)) => {
                 let code = exec_code(&e);
-                return Err(reap_failed(pid, e, code));
+                return Err((e, code));
             }
             Ok((FromChild::ExecPid(_), _)) => {}
             Err(_) => break, // closed on exec: the command runs
         }
     }
-
-    let host_pid = pid.as_raw();
+    let host_pid = prepared.pid.as_raw();
     let pid_str = host_pid.to_string();
-    let ns = namespaces::inodes(&pid_str).unwrap_or_default();
-    let ns_fds = open_ns_fds(&pid_str);
     let state = RuntimeState {
         supervisor_pid: Some(std::process::id()),
+        supervisor_start: process_start_time(std::process::id() as i32),
         host_pid: Some(host_pid as u32),
         host_pid_start: process_start_time(host_pid),
         running: true,
-        namespaces: ns,
+        namespaces: namespaces::inodes(&pid_str).unwrap_or_default(),
         ..Default::default()
     };
     dir.write_state(&state)
         .map_err(|e| setup_err(e.to_string()))?;
-    let _ = spawn.send(&SpawnReport::Started {
-        host_pid: host_pid as u32,
-        supervisor_pid: std::process::id(),
-    });
-    redirect_stdio_to_null();
-    let main = Session::new(pid, master.or(out_read), config.tty);
-    Ok(Server::new(
-        dir.clone(),
+    let ns_fds = open_ns_fds(&pid_str);
+    Ok((
+        dir,
         config,
-        cgroup,
-        listener,
-        main,
-        ns_fds,
+        master.or(output_read),
         state,
+        ns_fds,
+        claim_refill,
     ))
 }
 
@@ -166,16 +425,6 @@ fn exec_code(msg: &str) -> i32 {
     } else {
         126
     }
-}
-
-fn reap_failed(pid: Pid, error: String, code: i32) -> (String, i32) {
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-    let _ = nix::sys::wait::waitpid(pid, None);
-    (error, code)
-}
-
-fn is_inherited_stdio(config: &ContainerConfig) -> bool {
-    config.foreground
 }
 
 /// Open the container's namespaces once, so `exec` can join them later even

@@ -53,6 +53,23 @@ pub fn create(dir: &ContainerDir, disk_bytes: Option<u64>) -> Result<(), RootfsE
     Ok(())
 }
 
+/// Change the caps of an (empty) RW layer mounted ahead of time. The tmpfs's
+/// size is a property of its superblock, so a container process that already
+/// holds a copy of this mount (a warm start) sees the new caps too.
+pub fn resize(dir: &ContainerDir, disk_bytes: Option<u64>) -> Result<(), RootfsError> {
+    let rw = dir.rw();
+    let bytes = disk_bytes.unwrap_or(DEFAULT_DISK_BYTES);
+    let opts = format!("size={bytes},nr_inodes={}", inodes_for(bytes));
+    mount(
+        None::<&str>,
+        &rw,
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(opts.as_str()),
+    )
+    .map_err(sys("resizing tmpfs on", &rw))
+}
+
 /// Unmount and forget the RW layer. Idempotent.
 pub fn remove(dir: &ContainerDir) -> Result<(), RootfsError> {
     let rw = dir.rw();

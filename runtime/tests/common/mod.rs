@@ -90,10 +90,15 @@ impl Env {
             .collect()
     }
 
-    /// Host mounts under this state dir (the RW-layer tmpfs of each container).
+    /// Host mounts of containers under this state dir (the RW-layer tmpfs of
+    /// each container; warm containers in `pool/` are not counted).
     pub fn mounts(&self) -> Vec<String> {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let prefix = self.path().to_string_lossy().into_owned();
+        let prefix = self
+            .path()
+            .join("containers")
+            .to_string_lossy()
+            .into_owned();
         info.lines()
             .filter_map(|l| l.split(' ').nth(4))
             .filter(|mp| mp.starts_with(&prefix))
@@ -125,9 +130,22 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        // Remove whatever a failing test left running.
+        // Remove whatever a failing test left running, and the warm pool.
         for id in self.container_dirs() {
             let _ = self.cmd(&["rm", "-f", &id]).output();
+        }
+        let _ = self.cmd(&["pool", "drain"]).output();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let prefix = self.path().to_string_lossy().into_owned();
+        let left: Vec<&str> = info
+            .lines()
+            .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix)))
+            .collect();
+        if !std::thread::panicking() {
+            assert!(
+                left.is_empty(),
+                "mounts left after draining the pool: {left:?}"
+            );
         }
     }
 }

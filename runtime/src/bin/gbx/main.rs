@@ -22,6 +22,17 @@ struct Cli {
     /// Cgroup parent for containers (relative to each hierarchy root); default: gbx's own cgroup.
     #[arg(long, env = "GLASSBOX_CGROUP_PARENT", global = true)]
     cgroup_parent: Option<String>,
+    /// Warm containers to keep ready for fast starts (0 turns the pool off).
+    #[arg(long, env = "GLASSBOX_WARM_POOL", default_value_t = 1, global = true)]
+    warm_pool: usize,
+    /// Seconds an unclaimed warm container waits before it removes itself.
+    #[arg(
+        long,
+        env = "GLASSBOX_WARM_IDLE_SECS",
+        default_value_t = 300,
+        global = true
+    )]
+    warm_idle_secs: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,6 +92,19 @@ enum Command {
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Manage the pool of warm containers (prepared ahead for fast starts).
+    #[command(subcommand)]
+    Pool(PoolCommand),
+}
+
+#[derive(Subcommand)]
+enum PoolCommand {
+    /// List warm containers.
+    Ls,
+    /// Fill the pool up to --warm-pool now.
+    Fill,
+    /// Remove every warm container.
+    Drain,
 }
 
 #[derive(Subcommand)]
@@ -140,13 +164,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GBX_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => std::process::exit(code),
@@ -164,10 +182,25 @@ fn main() {
     }
 }
 
+/// Warnings to stderr; `GBX_LOG` (e.g. `debug`, `runtime=trace`) for more.
+/// The filter is only built when asked for: compiling it costs a
+/// millisecond at every start.
+fn init_logging() {
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    match std::env::var("GBX_LOG") {
+        Ok(filter) => builder
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .init(),
+        Err(_) => builder.with_max_level(tracing::Level::WARN).init(),
+    }
+}
+
 fn run(cli: Cli) -> Result<i32> {
     let rt = Runtime::open(RuntimeOptions {
         state_dir: cli.state_dir.clone(),
         cgroup_parent: cli.cgroup_parent.clone(),
+        warm_pool: cli.warm_pool,
+        warm_idle: std::time::Duration::from_secs(cli.warm_idle_secs),
     })
     .with_context(|| format!("opening state dir {}", cli.state_dir.display()))?;
     match cli.command {
@@ -290,6 +323,21 @@ fn run(cli: Cli) -> Result<i32> {
                     digests.join(",")
                 );
             }
+            Ok(0)
+        }
+        Command::Pool(PoolCommand::Ls) => {
+            println!("{:<16}  {:>14}  CGROUP", "ID", "SUPERVISOR PID");
+            for e in rt.pool_entries() {
+                println!("{:<16}  {:>14}  {}", e.id, e.supervisor_pid, e.cgroup.path);
+            }
+            Ok(0)
+        }
+        Command::Pool(PoolCommand::Fill) => {
+            rt.refill_pool();
+            Ok(0)
+        }
+        Command::Pool(PoolCommand::Drain) => {
+            println!("{} removed", rt.drain_pool()?);
             Ok(0)
         }
         Command::Image(ImageCommand::Import { name, file }) => {
