@@ -232,10 +232,18 @@ pub(crate) fn event_counters(
 pub(crate) fn remove(dirs: &[PathBuf]) -> Result<(), CgroupError> {
     let start = Instant::now();
     let live: Vec<&PathBuf> = dirs.iter().filter(|d| d.exists()).collect();
+    // The common case is a container whose processes are all gone: nothing
+    // to freeze or kill.
+    let empty = live.iter().all(|d| {
+        read_opt(&d.join("cgroup.procs"))
+            .ok()
+            .flatten()
+            .is_none_or(|t| parse::parse_pids(&t).is_empty())
+    });
     let freezer = live
         .iter()
         .map(|d| d.join("freezer.state"))
-        .find(|f| f.exists());
+        .find(|f| !empty && f.exists());
     if let Some(f) = &freezer {
         freeze(f, start)?;
     }

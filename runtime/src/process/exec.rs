@@ -75,6 +75,7 @@ pub fn spawn(
         match ours.recv() {
             Ok((FromChild::PtyMaster, mut fds)) => master = fds.pop(),
             Ok((FromChild::ExecPid(p), _)) => pid = Some(Pid::from_raw(p)),
+            Ok((FromChild::Parked, _)) => {}
             Ok((FromChild::SetupFailed(e), _)) | Ok((FromChild::ExecFailed(e), _)) => {
                 failure = Some(e)
             }

@@ -35,6 +35,9 @@ pub fn container_main(early: &EarlyContext, chan: ChildChannel) -> isize {
         let _ = chan.send(&FromChild::SetupFailed(e));
         return 125;
     }
+    if chan.send(&FromChild::Parked).is_err() {
+        return 125;
+    }
     // Wait to be claimed. A supervisor that goes away takes us with it.
     let (plan, fds) = match chan.recv() {
         Ok((ToChild::Go(plan), fds)) => (plan, fds),

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 /// Container process (init, or an exec'd process being set up) → supervisor.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromChild {
+    /// In its cgroup and namespaces, waiting for [`ToChild::Go`].
+    Parked,
     /// The pty master is attached to this message as an fd.
     PtyMaster,
     /// The host PID of an exec'd process (sent by the exec helper).

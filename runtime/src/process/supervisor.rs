@@ -237,6 +237,10 @@ struct Prepared {
     chan: Channel<ToChild, FromChild>,
     cgroup: Cgroup,
     listener: UnixListener,
+    /// Namespace inodes of the container process.
+    ns: std::collections::BTreeMap<String, u64>,
+    /// Its namespaces, held open for `exec`.
+    ns_fds: Vec<(namespaces::Kind, OwnedFd)>,
 }
 
 impl Prepared {
@@ -267,12 +271,35 @@ impl Prepared {
             )
         }
         .map_err(|e| format!("cloning the container: {e}"))?;
-        Ok(Prepared {
+        let prepared = Prepared {
             pid,
             chan: ours,
             cgroup,
             listener,
-        })
+            ns: Default::default(),
+            ns_fds: Vec::new(),
+        };
+        prepared.parked()
+    }
+
+    /// Wait until the container process is in its cgroup and namespaces, then
+    /// read what they are: none of this changes any more, so it is done
+    /// before a claim, not during one.
+    fn parked(mut self) -> Result<Prepared, String> {
+        let failure = match self.chan.recv() {
+            Ok((FromChild::Parked, _)) => None,
+            Ok((FromChild::SetupFailed(e), _)) => Some(e),
+            Ok((other, _)) => Some(format!("unexpected {other:?} from the container process")),
+            Err(e) => Some(format!("the container process died while starting: {e}")),
+        };
+        if let Some(e) = failure {
+            self.kill();
+            return Err(e);
+        }
+        let pid = self.pid.as_raw().to_string();
+        self.ns = namespaces::inodes(&pid).unwrap_or_default();
+        self.ns_fds = open_ns_fds(&pid);
+        Ok(self)
     }
 
     fn kill(self) {
@@ -283,8 +310,8 @@ impl Prepared {
 
 /// Receive the claim, send the container process its plan, wait until the
 /// command runs, report, then serve until the container exits.
-fn become_container(prepared: Prepared, spawn: SpawnChannel) -> i32 {
-    match claim_and_start(&prepared, &spawn) {
+fn become_container(mut prepared: Prepared, spawn: SpawnChannel) -> i32 {
+    match claim_and_start(&mut prepared, &spawn) {
         Ok((dir, config, output, state, ns_fds, refill)) => {
             let _ = spawn.send(&SpawnReport::Started {
                 host_pid: state.host_pid.unwrap_or(0),
@@ -341,7 +368,10 @@ fn refill_pool(r: &Refill) {
     ));
 }
 
-fn claim_and_start(prepared: &Prepared, spawn: &SpawnChannel) -> Result<Started, (String, i32)> {
+fn claim_and_start(
+    prepared: &mut Prepared,
+    spawn: &SpawnChannel,
+) -> Result<Started, (String, i32)> {
     let setup_err = |e: String| (e, 125);
     let (claim, stdio_fds) = spawn
         .recv()
@@ -391,24 +421,23 @@ fn claim_and_start(prepared: &Prepared, spawn: &SpawnChannel) -> Result<Started,
                 let code = exec_code(&e);
                 return Err((e, code));
             }
-            Ok((FromChild::ExecPid(_), _)) => {}
+            Ok((FromChild::ExecPid(_), _)) | Ok((FromChild::Parked, _)) => {}
             Err(_) => break, // closed on exec: the command runs
         }
     }
     let host_pid = prepared.pid.as_raw();
-    let pid_str = host_pid.to_string();
     let state = RuntimeState {
         supervisor_pid: Some(std::process::id()),
         supervisor_start: process_start_time(std::process::id() as i32),
         host_pid: Some(host_pid as u32),
         host_pid_start: process_start_time(host_pid),
         running: true,
-        namespaces: namespaces::inodes(&pid_str).unwrap_or_default(),
+        namespaces: prepared.ns.clone(),
         ..Default::default()
     };
     dir.write_state(&state)
         .map_err(|e| setup_err(e.to_string()))?;
-    let ns_fds = open_ns_fds(&pid_str);
+    let ns_fds = std::mem::take(&mut prepared.ns_fds);
     Ok((
         dir,
         config,
