@@ -12,24 +12,27 @@
 //! Entries need no daemon: whoever claims one spawns its replacement, and an
 //! entry nobody claims removes itself after an idle timeout.
 
-use crate::cgroups::{Cgroup, CgroupRecord};
+use crate::cgroups::{Cgroup, CgroupParent, CgroupRecord};
 use crate::process::spawn::SUPERVISOR_ARG;
 use crate::state::{self, StateDir, StateError};
+use protocol::Limits;
 use serde::{Deserialize, Serialize};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// How long an unclaimed entry waits before it removes itself.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(300);
 
-/// `pool/<id>/pool.json`: written last, so an entry with it is ready.
+/// `pool/<id>/pool.json`: written under the state lock by whoever makes the
+/// entry, before its supervisor starts. An entry is ready once its
+/// supervisor has parked the container process and created `ready`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PoolEntry {
     pub id: String,
     pub cgroup: CgroupRecord,
-    pub supervisor_pid: u32,
+    pub supervisor_pid: Option<u32>,
     /// Start time of the supervisor (field 22 of /proc/PID/stat), to tell it from a recycled PID.
     pub supervisor_start: Option<u64>,
     pub created_at_ms: u64,
@@ -43,7 +46,7 @@ pub fn entry_dir(state: &StateDir, id: &str) -> PathBuf {
     pool_dir(state).join(id)
 }
 
-/// Ready entries (those with a `pool.json`).
+/// Every entry with a record, ready or not, oldest first.
 pub fn entries(state: &StateDir) -> Vec<PoolEntry> {
     let Ok(rd) = std::fs::read_dir(pool_dir(state)) else {
         return Vec::new();
@@ -57,15 +60,22 @@ pub fn entries(state: &StateDir) -> Vec<PoolEntry> {
     out
 }
 
-/// Take the oldest live entry: its directory becomes `containers/<id>`.
+fn is_ready(state: &StateDir, entry: &PoolEntry) -> bool {
+    entry_dir(state, &entry.id).join("ready").exists()
+}
+
+/// Take the oldest ready entry: its directory becomes `containers/<id>`.
 /// Call with the state lock held. Entries whose supervisor died are removed.
 pub fn take(state: &StateDir) -> Option<PoolEntry> {
     for entry in entries(state) {
-        let from = entry_dir(state, &entry.id);
         if !supervisor_alive(&entry) {
             discard(state, &entry);
             continue;
         }
+        if !is_ready(state, &entry) {
+            continue;
+        }
+        let from = entry_dir(state, &entry.id);
         let to = state.container(&entry.id).dir;
         if std::fs::rename(&from, &to).is_ok() {
             tracing::debug!(container = %entry.id, "claimed a warm container");
@@ -75,19 +85,34 @@ pub fn take(state: &StateDir) -> Option<PoolEntry> {
     None
 }
 
-/// Kill an entry's supervisor (its container process dies with the cgroup).
+/// Kill an entry's supervisor and wait (briefly) until it is gone, so that
+/// it cannot make anything after we cleaned up.
 pub fn kill_supervisor(entry: &PoolEntry) {
-    if supervisor_alive(entry) {
+    if !supervisor_alive(entry) {
+        return;
+    }
+    if let Some(pid) = entry.supervisor_pid {
         let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(entry.supervisor_pid as i32),
+            nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGKILL,
         );
     }
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while supervisor_alive(entry) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
-/// Remove one entry: its processes, cgroup and directory.
+/// Remove one entry: its supervisor, container process, cgroup, RW layer
+/// and directory. Call with the state lock held.
 pub fn discard(state: &StateDir, entry: &PoolEntry) {
     kill_supervisor(entry);
+    discard_self(state, entry);
+}
+
+/// What [`discard`] does, minus the supervisor: for a supervisor removing
+/// its own idle entry (its container process is killed with the cgroup).
+pub fn discard_self(state: &StateDir, entry: &PoolEntry) {
     if let Err(e) = Cgroup::open(&entry.cgroup).remove() {
         tracing::warn!(entry = %entry.id, error = %e, "removing a warm container's cgroup");
     }
@@ -105,8 +130,7 @@ pub fn drain(state: &StateDir) -> Result<usize, StateError> {
     for entry in &all {
         discard(state, entry);
     }
-    // Entries still being made have no pool.json yet; their supervisors see
-    // the directory gone and give up.
+    // A directory without a record is an entry whose maker died half-way.
     if let Ok(rd) = std::fs::read_dir(pool_dir(state)) {
         for e in rd.filter_map(|e| e.ok()) {
             let _ = crate::rootfs::rw::remove(&crate::state::ContainerDir { dir: e.path() });
@@ -116,40 +140,100 @@ pub fn drain(state: &StateDir) -> Result<usize, StateError> {
     Ok(all.len())
 }
 
-/// Start `n` more entries in the background. The returned children exit at
-/// once (the supervisors detach); reap them.
+/// Make `n` entries and start their supervisors. Each entry is made whole
+/// (directory, cgroup, record) under the state lock before its supervisor
+/// runs. The returned children are the supervisors: reap them (they live
+/// until claimed or idle).
 pub fn spawn(
     state: &StateDir,
     cgroup_parent: Option<&str>,
     idle: Duration,
     n: usize,
 ) -> Vec<std::process::Child> {
-    (0..n)
-        .filter_map(|_| {
-            let mut cmd = Command::new("/proc/self/exe");
-            cmd.arg0("glassbox-supervisor")
-                .arg(SUPERVISOR_ARG)
-                .arg("warm")
-                .arg(&state.root)
-                .arg(cgroup_parent.unwrap_or("-"))
-                .arg(idle.as_secs().to_string())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            // SAFETY: setsid is async-signal-safe.
-            unsafe {
-                cmd.pre_exec(|| {
-                    if libc::setsid() < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
+    let mut children = Vec::new();
+    for _ in 0..n {
+        match spawn_one(state, cgroup_parent, idle) {
+            Ok(c) => children.push(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start a warm container");
+                break;
             }
-            cmd.spawn()
-                .map_err(|e| tracing::warn!(error = %e, "could not start a warm container"))
-                .ok()
-        })
-        .collect()
+        }
+    }
+    children
+}
+
+fn spawn_one(
+    state: &StateDir,
+    cgroup_parent: Option<&str>,
+    idle: Duration,
+) -> Result<std::process::Child, String> {
+    let _lock = state.lock().map_err(|e| e.to_string())?;
+    let id = state::new_id();
+    let dir = entry_dir(state, &id);
+    std::fs::create_dir_all(pool_dir(state))
+        .map_err(|e| format!("creating {}: {e}", pool_dir(state).display()))?;
+    std::fs::create_dir(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let undo = |cgroup: Option<&Cgroup>| {
+        if let Some(c) = cgroup {
+            let _ = c.remove();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    };
+    let cgroup = match Cgroup::create(
+        &CgroupParent(cgroup_parent.map(str::to_string)),
+        &id,
+        &Limits::default(),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            undo(None);
+            return Err(e.to_string());
+        }
+    };
+    let mut entry = PoolEntry {
+        id: id.clone(),
+        cgroup: cgroup.record(),
+        supervisor_pid: None,
+        supervisor_start: None,
+        created_at_ms: state::now_ms(),
+    };
+    let record = dir.join("pool.json");
+    if let Err(e) = state::write_json_atomic(&record, &entry) {
+        undo(Some(&cgroup));
+        return Err(e.to_string());
+    }
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0("glassbox-supervisor")
+        .arg(SUPERVISOR_ARG)
+        .arg("warm")
+        .arg(&dir)
+        .arg(idle.as_secs().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            undo(Some(&cgroup));
+            return Err(format!("starting a warm supervisor: {e}"));
+        }
+    };
+    entry.supervisor_pid = Some(child.id());
+    entry.supervisor_start = crate::process::supervisor::process_start_time(child.id() as i32);
+    if let Err(e) = state::write_json_atomic(&record, &entry) {
+        tracing::warn!(error = %e, "recording a warm supervisor");
+    }
+    Ok(child)
 }
 
 /// Reap spawned children without blocking the caller.
@@ -174,32 +258,25 @@ pub fn count(state: &StateDir) -> usize {
 }
 
 fn supervisor_alive(entry: &PoolEntry) -> bool {
-    let now = crate::process::supervisor::process_start_time(entry.supervisor_pid as i32);
+    let Some(pid) = entry.supervisor_pid else {
+        return false;
+    };
+    let now = crate::process::supervisor::process_start_time(pid as i32);
     now.is_some() && now == entry.supervisor_start
 }
 
-/// The argv a warm supervisor gets: `warm <state root> <cgroup parent or -> <idle secs>`.
+/// The argv a warm supervisor gets: `warm <entry dir> <idle secs>`.
 pub struct WarmArgs {
-    pub state_root: PathBuf,
-    pub cgroup_parent: Option<String>,
+    pub entry: PathBuf,
     pub idle: Duration,
 }
 
 impl WarmArgs {
     pub fn parse(args: &[std::ffi::OsString]) -> Option<WarmArgs> {
-        let [root, parent, idle] = args else {
-            return None;
-        };
-        let parent = parent.to_str()?;
+        let [entry, idle] = args else { return None };
         Some(WarmArgs {
-            state_root: PathBuf::from(root),
-            cgroup_parent: (parent != "-").then(|| parent.to_string()),
+            entry: PathBuf::from(entry),
             idle: Duration::from_secs(idle.to_str()?.parse().ok()?),
         })
     }
-}
-
-/// Is `dir` still an unclaimed pool entry?
-pub fn still_pooled(dir: &Path) -> bool {
-    dir.join("pool.json").exists()
 }

@@ -8,12 +8,11 @@ use super::init::{self, EarlyContext};
 use super::messages::{Claim, FromChild, InitPlan, Refill, SpawnReport, StdioPlan, ToChild};
 use super::server::{Server, Session};
 use super::spawn::SPAWN_FD;
-use crate::cgroups::{Cgroup, CgroupParent};
+use crate::cgroups::Cgroup;
 use crate::namespaces;
 use crate::pool::{self, WarmArgs};
 use crate::state::{now_ms, ContainerConfig, ContainerDir, RuntimeState, StateDir};
 use nix::unistd::{fork, ForkResult, Pid};
-use protocol::Limits;
 use std::ffi::OsString;
 use std::os::fd::AsFd;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -82,86 +81,71 @@ fn run_cold(dir: PathBuf) -> i32 {
     become_container(prepared, spawn)
 }
 
+/// A warm container's supervisor. Its entry (directory, cgroup, `pool.json`)
+/// was made by whoever spawned it, under the state lock, so that a drain
+/// always knows everything an entry holds.
 fn run_warm(args: WarmArgs) -> i32 {
-    if !detach() {
-        return 1;
-    }
-    let Ok(state) = StateDir::open(&args.state_root) else {
-        return 1;
-    };
-    let id = crate::state::new_id();
     let dir = ContainerDir {
-        dir: pool::entry_dir(&state, &id),
+        dir: args.entry.clone(),
     };
-    if std::fs::create_dir_all(&dir.dir).is_err() {
+    let Some(state) = args
+        .entry
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|root| StateDir {
+            root: root.to_path_buf(),
+        })
+    else {
         return 1;
-    }
-    let cgroup = match Cgroup::create(
-        &CgroupParent(args.cgroup_parent.clone()),
-        &id,
-        &Limits::default(),
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "warm container: no cgroup");
-            let _ = std::fs::remove_dir_all(&dir.dir);
-            return 1;
-        }
     };
-    let give_up = |prepared: Option<Prepared>| {
-        if let Some(p) = prepared {
-            p.kill();
-        }
-        let _ = cgroup.remove();
-        let _ = crate::rootfs::rw::remove(&dir);
-        let _ = std::fs::remove_dir_all(&dir.dir);
-        1
+    let entry: pool::PoolEntry = match crate::state::read_json(&dir.dir.join("pool.json")) {
+        Ok(e) => e,
+        Err(_) => return 1,
     };
+    let cgroup = Cgroup::open(&entry.cgroup);
+    // Whatever fails, the entry stays for take() or drain() to remove; we
+    // only undo what they cannot see: our container process.
     // The RW layer is mounted before the clone so that the container's mount
     // namespace has it; the claim only resizes it.
     if crate::rootfs::rw::create(&dir, None).is_err() {
-        return give_up(None);
+        return 1;
     }
-    let claims = match seqpacket_listener(&dir.dir.join("claim.sock")) {
-        Ok(l) => l,
-        Err(_) => return give_up(None),
+    let Ok(claims) = seqpacket_listener(&dir.dir.join("claim.sock")) else {
+        return 1;
     };
-    let prepared = match Prepared::new(&dir, Cgroup::open(&cgroup.record())) {
-        Ok(p) => p,
-        Err(_) => return give_up(None),
+    let Ok(prepared) = Prepared::new(&dir, cgroup) else {
+        return 1;
     };
-    let entry = pool::PoolEntry {
-        id: id.clone(),
-        cgroup: cgroup.record(),
-        supervisor_pid: std::process::id(),
-        supervisor_start: process_start_time(std::process::id() as i32),
-        created_at_ms: now_ms(),
-    };
-    if crate::state::write_json_atomic(&dir.dir.join("pool.json"), &entry).is_err() {
-        return give_up(Some(prepared));
+    if std::fs::write(dir.dir.join("ready"), b"").is_err() {
+        prepared.kill();
+        return 1;
     }
-    match wait_for_claim(&claims, &state, &dir, args.idle) {
+    match wait_for_claim(&claims, &state, &entry, args.idle) {
         Some(chan) => become_container(prepared, chan),
-        None => give_up(Some(prepared)),
+        None => {
+            prepared.kill();
+            1
+        }
     }
 }
 
-/// Wait for a claimer; after `idle`, remove ourselves unless a claim is
-/// already under way (our directory was renamed away).
+/// Wait for a claimer. Every second, and after `idle`, check that we are
+/// still wanted: an entry that was drained or whose state dir went away
+/// ends here, and an idle one removes itself, unless a claim is already
+/// under way (the directory was renamed to `containers/<id>`).
 fn wait_for_claim(
     listener: &OwnedFd,
     state: &StateDir,
-    dir: &ContainerDir,
+    entry: &pool::PoolEntry,
     idle: std::time::Duration,
 ) -> Option<SpawnChannel> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let deadline = std::time::Instant::now() + idle;
+    let pooled = pool::entry_dir(state, &entry.id);
+    let claimed = state.container(&entry.id).dir;
     loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let ms =
-            PollTimeout::try_from(left.as_millis().min(60_000) as i32).unwrap_or(PollTimeout::NONE);
         let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, ms);
+        let _ = poll(&mut fds, PollTimeout::from(1000u16));
         if fds[0]
             .revents()
             .is_some_and(|r| r.contains(PollFlags::POLLIN))
@@ -174,13 +158,20 @@ fn wait_for_claim(
                 return Some(Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }));
             }
         }
+        if !pooled.exists() {
+            // Claimed (a connection is coming) or removed.
+            return if claimed.exists() {
+                accept_within(listener, std::time::Duration::from_secs(10))
+            } else {
+                None
+            };
+        }
         if std::time::Instant::now() >= deadline {
             let _lock = state.lock().ok()?;
-            if pool::still_pooled(&dir.dir) {
+            if pooled.exists() {
+                pool::discard_self(state, entry);
                 return None;
             }
-            // Claimed meanwhile: the claimer is about to connect.
-            return accept_within(listener, std::time::Duration::from_secs(10));
         }
     }
 }

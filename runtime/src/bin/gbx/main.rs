@@ -328,7 +328,11 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Pool(PoolCommand::Ls) => {
             println!("{:<16}  {:>14}  CGROUP", "ID", "SUPERVISOR PID");
             for e in rt.pool_entries() {
-                println!("{:<16}  {:>14}  {}", e.id, e.supervisor_pid, e.cgroup.path);
+                let pid = e
+                    .supervisor_pid
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into());
+                println!("{:<16}  {:>14}  {}", e.id, pid, e.cgroup.path);
             }
             Ok(0)
         }
