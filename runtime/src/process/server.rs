@@ -156,14 +156,32 @@ impl Server {
                 let since = *main_done_at.get_or_insert_with(Instant::now);
                 // A foreground caller that has not attached yet gets a moment to do so.
                 let waiting_for_caller = self.config.tty
-                    && self.spawn.is_some()
                     && !self.main_attached
+                    && self.caller_listening()
                     && since.elapsed() < Duration::from_secs(5);
                 if !waiting_for_caller {
                     return self.finish();
                 }
             }
             self.poll_once(&sigfd);
+        }
+    }
+
+    /// Whether whoever started the container still holds its end of the
+    /// spawn channel (a foreground `gbx run -t` about to attach does; a
+    /// server that dropped its handle does not).
+    fn caller_listening(&self) -> bool {
+        let Some(spawn) = &self.spawn else {
+            return false;
+        };
+        // SAFETY: the channel's fd lives as long as self.spawn.
+        let fd = unsafe { BorrowedFd::borrow_raw(spawn.raw_fd()) };
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(_) => !fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)),
+            Err(_) => false,
         }
     }
 
