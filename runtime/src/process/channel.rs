@@ -57,6 +57,50 @@ where
     Ok((Channel::from_fd(a), Channel::from_fd(b)))
 }
 
+/// A listening `SOCK_SEQPACKET` unix socket at `path`, whose connections
+/// are channels (a warm container's claim socket).
+pub fn listen(path: &std::path::Path) -> Result<OwnedFd, nix::Error> {
+    use nix::sys::socket::{bind, listen, socket, Backlog, UnixAddr};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let _ = std::fs::remove_file(path);
+    bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    listen(&fd, Backlog::new(4)?)?;
+    Ok(fd)
+}
+
+/// Accept one connection on a socket from [`listen`].
+pub fn accept<S, R>(listener: &OwnedFd) -> Result<Channel<S, R>, nix::Error>
+where
+    S: Serialize,
+    R: DeserializeOwned,
+{
+    let fd = nix::sys::socket::accept4(listener.as_raw_fd(), SockFlag::SOCK_CLOEXEC)?;
+    // SAFETY: accept4 returned a new fd that we own.
+    Ok(Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Connect to a socket from [`listen`].
+pub fn connect<S, R>(path: &std::path::Path) -> Result<Channel<S, R>, nix::Error>
+where
+    S: Serialize,
+    R: DeserializeOwned,
+{
+    use nix::sys::socket::{connect, socket, UnixAddr};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    Ok(Channel::from_fd(fd))
+}
+
 impl<S: Serialize, R: DeserializeOwned> Channel<S, R> {
     pub fn from_fd(fd: OwnedFd) -> Self {
         Channel {

@@ -110,7 +110,7 @@ fn run_warm(args: WarmArgs) -> i32 {
     if crate::rootfs::rw::create(&dir, None).is_err() {
         return 1;
     }
-    let Ok(claims) = seqpacket_listener(&dir.dir.join("claim.sock")) else {
+    let Ok(claims) = channel::listen(&dir.dir.join("claim.sock")) else {
         return 1;
     };
     let Ok(prepared) = Prepared::new(&dir, cgroup) else {
@@ -150,12 +150,8 @@ fn wait_for_claim(
             .revents()
             .is_some_and(|r| r.contains(PollFlags::POLLIN))
         {
-            if let Ok(fd) = nix::sys::socket::accept4(
-                listener.as_raw_fd(),
-                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-            ) {
-                // SAFETY: accept4 returned a new fd that we own.
-                return Some(Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }));
+            if let Ok(chan) = channel::accept(listener) {
+                return Some(chan);
             }
         }
         if !pooled.exists() {
@@ -181,44 +177,12 @@ fn accept_within(listener: &OwnedFd, wait: std::time::Duration) -> Option<SpawnC
     let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
     let ms = PollTimeout::try_from(wait.as_millis() as i32).unwrap_or(PollTimeout::NONE);
     poll(&mut fds, ms).ok().filter(|n| *n > 0)?;
-    let fd = nix::sys::socket::accept4(
-        listener.as_raw_fd(),
-        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-    )
-    .ok()?;
-    // SAFETY: accept4 returned a new fd that we own.
-    Some(Channel::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }))
-}
-
-/// A listening `SOCK_SEQPACKET` unix socket, so that claims are typed
-/// messages with fds, like the spawn channel.
-pub fn seqpacket_listener(path: &std::path::Path) -> Result<OwnedFd, nix::Error> {
-    use nix::sys::socket::{
-        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
-    };
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    let _ = std::fs::remove_file(path);
-    bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
-    listen(&fd, Backlog::new(4)?)?;
-    Ok(fd)
+    channel::accept(listener).ok()
 }
 
 /// Connect to a warm container's claim socket.
 pub fn connect_claim(path: &std::path::Path) -> Result<Channel<Claim, SpawnReport>, nix::Error> {
-    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
-    Ok(Channel::from_fd(fd))
+    channel::connect(path)
 }
 
 /// A container process cloned into fresh namespaces and its cgroup, parked
