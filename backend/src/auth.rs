@@ -84,6 +84,11 @@ fn cookie(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, v)| v)
 }
 
+/// A request with this header does not count as activity: the page's own
+/// polling (processes, diff, session timer) must not keep an abandoned tab's
+/// session alive until its hard TTL.
+pub const PASSIVE: &str = "x-glassbox-passive";
+
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
@@ -106,7 +111,7 @@ impl FromRequestParts<AppState> for Auth {
         }
         let session = state
             .sessions
-            .authenticate(token)
+            .authenticate(token, parts.headers.contains_key(PASSIVE))
             .ok_or(ApiError::Unauthorized("invalid or expired session token"))?;
         Ok(Auth { session, via })
     }

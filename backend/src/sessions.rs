@@ -38,6 +38,8 @@ pub struct ContainerEntry {
     pub socket: PathBuf,
     pub cgroup: Cgroup,
     pub memory_bytes: u64,
+    /// What it was created from (limits resolved): a restart makes it again.
+    pub spec: protocol::api::CreateContainer,
     /// OOM kills and refused forks at the last stats sample.
     pub counters: Mutex<(u64, u64)>,
 }
@@ -174,8 +176,9 @@ impl SessionStore {
         Ok((id, token, expires))
     }
 
-    /// The session a token belongs to; marks it active.
-    pub fn authenticate(&self, token: &str) -> Option<SessionHandle> {
+    /// The session a token belongs to; marks it active unless `passive` (a
+    /// page polling on its own is not a person using the session).
+    pub fn authenticate(&self, token: &str, passive: bool) -> Option<SessionHandle> {
         let hash = auth::hash_token(token);
         let mut inner = self.lock();
         let id = inner.by_token.get(&hash)?.clone();
@@ -183,7 +186,9 @@ impl SessionStore {
         if !auth::token_matches(&session.token, &hash) || self.expired(session, Instant::now()) {
             return None;
         }
-        session.last_seen = Instant::now();
+        if !passive {
+            session.last_seen = Instant::now();
+        }
         Some(SessionHandle {
             id: session.id.clone(),
             ended: session.ended.subscribe(),

@@ -27,6 +27,8 @@ tests!(
     slow_reader_stalls_only_its_container,
     capacity_full_is_503,
     idle_sessions_expire_and_lose_their_containers,
+    stop_restart_and_limits,
+    extend_pushes_the_idle_deadline_only,
 );
 
 const T: Duration = Duration::from_secs(15);
@@ -618,5 +620,174 @@ async fn idle_sessions_expire_and_lose_their_containers() {
     assert!(dirs.iter().all(|d| !d.exists()));
     assert!(s.mounts().is_empty());
     assert_eq!(s.get(&token, "/api/v1/containers").await.0, 401);
+    s.stop().await;
+}
+
+async fn stop_restart_and_limits() {
+    let s = Server::start(|c| c.limits.max_pids = 500).await;
+    // The operator's limits need no session: the create form shows them.
+    let r = s.http.get(s.url("/api/v1/limits")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let l: Value = r.json().await.unwrap();
+    assert_eq!(l["maxima"]["pids"], 500);
+    assert_eq!(l["defaults"]["pids"], 256);
+    assert_eq!(l["containers_per_session"], 5);
+    assert!(l["defaults"]["memory_bytes"].as_u64().unwrap() > 0);
+
+    let token = s.session().await;
+    let c = s
+        .container(
+            &token,
+            json!({"name": "web", "env": {"GREETING": "hi"}, "limits": {"pids": 64}}),
+        )
+        .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/containers/{id}");
+
+    // Stop: the interactive shell ignores SIGTERM, so this is the SIGKILL path.
+    let t0 = std::time::Instant::now();
+    let (status, info) = s.post(&token, &format!("{path}/stop"), &json!({})).await;
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["state"], "exited");
+    assert_eq!(info["name"], "web");
+    assert!(t0.elapsed() < Duration::from_secs(8));
+    // Stopping again changes nothing; exec into it is a conflict.
+    let (status, again) = s.post(&token, &format!("{path}/stop"), &json!({})).await;
+    assert_eq!((status, &again["state"]), (200, &json!("exited")));
+    assert_eq!(
+        s.ws(&token, &format!("{path}/exec"), &[]).await.err(),
+        Some(409)
+    );
+    // The stopped container stays listed (with its exit) until deleted.
+    let (_, list) = s.get(&token, "/api/v1/containers").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["state"], "exited");
+
+    // Restart: a fresh container from the same request, same name and limits.
+    let dirs = s.cgroup_dirs(&id);
+    let (status, fresh) = s.post(&token, &format!("{path}/restart"), &json!({})).await;
+    assert_eq!(status, 200, "{fresh}");
+    let new_id = fresh["id"].as_str().unwrap().to_string();
+    assert_ne!(new_id, id);
+    assert_eq!(fresh["name"], "web");
+    assert_eq!(fresh["hostname"], "web");
+    assert_eq!(fresh["state"], "running");
+    assert_eq!(fresh["limits"]["pids"], 64);
+    assert_eq!(s.get(&token, &path).await.0, 404, "the old id is gone");
+    assert!(dirs.iter().all(|d| !d.exists()), "the old cgroup is gone");
+    let (_, list) = s.get(&token, "/api/v1/containers").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], new_id.as_str());
+    // The environment came along: the new shell sees it.
+    let mut ws = s
+        .ws(&token, &format!("/api/v1/containers/{new_id}/tty"), &[])
+        .await
+        .expect("tty upgrade");
+    let mut term = Term::default();
+    type_line(&mut ws, "echo $GREETING-$((1+1))").await;
+    assert!(
+        read_until(&mut ws, &mut term, T, |t| t.text().contains("hi-2")).await,
+        "{:?}",
+        term.text()
+    );
+    // A running container restarts too.
+    let (status, third) = s
+        .post(
+            &token,
+            &format!("/api/v1/containers/{new_id}/restart"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{third}");
+    assert_eq!(third["state"], "running");
+
+    // Someone else's container: 404 for both.
+    let other = s.session().await;
+    let p = format!("/api/v1/containers/{}", third["id"].as_str().unwrap());
+    assert_eq!(
+        s.post(&other, &format!("{p}/stop"), &json!({})).await.0,
+        404
+    );
+    assert_eq!(
+        s.post(&other, &format!("{p}/restart"), &json!({})).await.0,
+        404
+    );
+    assert_eq!(s.get(&token, &p).await.1["state"], "running");
+    s.stop().await;
+}
+
+async fn extend_pushes_the_idle_deadline_only() {
+    let s = Server::start(|c| {
+        c.sessions.idle_timeout_secs = 60;
+        c.sessions.ttl_secs = 120;
+    })
+    .await;
+    let token = s.session().await;
+    let passive = |path: &str| {
+        s.http
+            .get(s.url(path))
+            .bearer_auth(&token)
+            .header("x-glassbox-passive", "1")
+    };
+    let info: Value = passive("/api/v1/sessions/current")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (hard, idle) = (
+        info["expires_at"].as_u64().unwrap(),
+        info["idle_expires_at"].as_u64().unwrap(),
+    );
+    assert!(idle <= hard);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The page's polling does not count as activity.
+    let again: Value = passive("/api/v1/sessions/current")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let idle_again = again["idle_expires_at"].as_u64().unwrap();
+    assert!(idle_again.abs_diff(idle) < 50, "{idle} vs {idle_again}");
+    // Extending does, even when the page marks its requests passive.
+    let r = s
+        .http
+        .post(s.url("/api/v1/sessions/current/extend"))
+        .bearer_auth(&token)
+        .header("x-glassbox-passive", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ext: Value = r.json().await.unwrap();
+    let idle_ext = ext["idle_expires_at"].as_u64().unwrap();
+    assert!(idle_ext >= idle + 1000, "{idle} → {idle_ext}");
+    assert!(
+        ext["expires_at"].as_u64().unwrap().abs_diff(hard) < 50,
+        "the hard TTL never moves"
+    );
+    assert!(idle_ext <= hard);
+    assert_eq!(ext["idle_timeout_secs"], 60);
+    s.stop().await;
+
+    // Near the end of its TTL, extending cannot go past it.
+    let s = Server::start(|c| {
+        c.sessions.idle_timeout_secs = 60;
+        c.sessions.ttl_secs = 2;
+    })
+    .await;
+    let token = s.session().await;
+    let (status, ext) = s
+        .post(&token, "/api/v1/sessions/current/extend", &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(ext["idle_expires_at"], ext["expires_at"]);
+    assert_eq!(
+        s.get(&"x".repeat(64), "/api/v1/sessions/current").await.0,
+        401
+    );
     s.stop().await;
 }

@@ -2,17 +2,15 @@
 
 use protocol::api::{CreateContainer, ErrorBody};
 use protocol::Limits;
-use serde::{Deserialize, Serialize};
 
 pub const SESSIONS: &str = "/api/v1/sessions";
 pub const SESSION: &str = "/api/v1/sessions/current";
-/// Not in the first API table: extends the current session (answers like
-/// `POST /api/v1/sessions`, or at least with `expires_at`).
+/// Pushes the session's idle deadline; answers like `GET` [`SESSION`].
 pub const SESSION_EXTEND: &str = "/api/v1/sessions/current/extend";
 pub const IMAGES: &str = "/api/v1/images";
 pub const CONTAINERS: &str = "/api/v1/containers";
-/// Not in the first API table: the operator's defaults and maxima, so the
-/// create form can offer only what the server allows. Optional.
+/// The operator's defaults and maxima, so that the create form offers only
+/// what the server allows.
 pub const LIMITS: &str = "/api/v1/limits";
 pub const EVENTS: &str = "/api/v1/events";
 
@@ -34,6 +32,10 @@ pub fn action(id: &str, what: &str) -> String {
 }
 pub fn tty(id: &str, since: u64) -> String {
     format!("{}/tty?since={since}", container(id))
+}
+/// Re-attach to a running exec session (after a dropped socket).
+pub fn exec_tty(id: &str, exec_id: u32, since: u64) -> String {
+    format!("{}/tty?exec={exec_id}&since={since}", container(id))
 }
 pub fn exec(id: &str, cmd: &str) -> String {
     format!("{}/exec?cmd={}", container(id), encode(cmd))
@@ -77,19 +79,12 @@ pub fn error_message(status: u16, body: &str) -> String {
     }
 }
 
-/// An answer that carries a new expiry time.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Expiry {
-    pub expires_at: u64,
-}
+pub use protocol::api::ServerLimits;
 
-/// `GET /api/v1/limits`, where the server offers it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerLimits {
-    #[serde(default)]
-    pub defaults: Limits,
-    #[serde(default)]
-    pub maxima: Limits,
+/// When the session ends if nothing else happens: at its idle deadline, or
+/// at its hard TTL, whichever comes first.
+pub fn session_deadline(info: &protocol::api::SessionInfo) -> u64 {
+    info.idle_expires_at.min(info.expires_at)
 }
 
 /// The create form, as typed.
@@ -200,6 +195,10 @@ mod tests {
     #[test]
     fn paths_and_urls() {
         assert_eq!(tty("c1", 42), "/api/v1/containers/c1/tty?since=42");
+        assert_eq!(
+            exec_tty("c1", 3, 7),
+            "/api/v1/containers/c1/tty?exec=3&since=7"
+        );
         assert_eq!(
             exec("c1", "/bin/sh"),
             "/api/v1/containers/c1/exec?cmd=%2Fbin%2Fsh"

@@ -33,15 +33,29 @@ pub async fn call(
     path: &str,
     body: Option<String>,
 ) -> Result<(u16, String), ApiError> {
+    call_as(method, path, body, false).await
+}
+
+/// A call; `passive` marks the page's own polling, which the server does not
+/// count as the user's activity (it must not keep an abandoned tab alive).
+async fn call_as(
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    passive: bool,
+) -> Result<(u16, String), ApiError> {
     let init = RequestInit::new();
     init.set_method(method);
     init.set_credentials(RequestCredentials::SameOrigin);
+    let headers = web_sys::Headers::new().map_err(|_| unreachable())?;
+    if passive {
+        let _ = headers.set("x-glassbox-passive", "1");
+    }
     if let Some(b) = body {
-        let headers = web_sys::Headers::new().map_err(|_| unreachable())?;
         let _ = headers.set("content-type", "application/json");
-        init.set_headers(&headers);
         init.set_body(&b.into());
     }
+    init.set_headers(&headers);
     let window = web_sys::window().ok_or_else(unreachable)?;
     let resp = JsFuture::from(window.fetch_with_str_and_init(path, &init))
         .await
@@ -66,7 +80,15 @@ pub async fn json<T: DeserializeOwned>(
     body: Option<&impl Serialize>,
 ) -> Result<T, ApiError> {
     let body = body.map(|b| serde_json::to_string(b).expect("request bodies serialize"));
-    let (status, text) = call(method, path, body).await?;
+    decode(path, call(method, path, body).await?)
+}
+
+/// A GET the page makes on its own (polling): not the user's activity.
+pub async fn poll<T: DeserializeOwned>(path: &str) -> Result<T, ApiError> {
+    decode(path, call_as("GET", path, None, true).await?)
+}
+
+fn decode<T: DeserializeOwned>(path: &str, (status, text): (u16, String)) -> Result<T, ApiError> {
     if !(200..300).contains(&status) {
         return Err(ApiError {
             status,

@@ -46,6 +46,15 @@ pub enum Control {
     Seq {
         seq: u64,
     },
+    /// First message: which terminal this is (`Some(n)` for exec session n,
+    /// which a dropped socket re-attaches to with `tty?exec=n`).
+    Attached {
+        exec_id: Option<u32>,
+    },
+    /// The server gave up on this socket (it closes with 1011 next).
+    Error {
+        message: String,
+    },
     /// A message this page does not act on: ignored.
     Unknown,
 }
@@ -58,9 +67,9 @@ pub fn parse_control(text: &str) -> Control {
         Ok(TtyServerMessage::Exit { code }) => Control::Exit { code },
         Ok(TtyServerMessage::Gap { from_seq, to_seq }) => Control::Gap { from_seq, to_seq },
         Ok(TtyServerMessage::Seq { seq }) => Control::Seq { seq },
-        Ok(TtyServerMessage::Attached { .. }) | Ok(TtyServerMessage::Error { .. }) | Err(_) => {
-            Control::Unknown
-        }
+        Ok(TtyServerMessage::Attached { exec_id, .. }) => Control::Attached { exec_id },
+        Ok(TtyServerMessage::Error { message }) => Control::Error { message },
+        Err(_) => Control::Unknown,
     }
 }
 
@@ -72,6 +81,15 @@ pub fn resize_message(cols: u32, rows: u32) -> String {
         rows: rows as u32,
     })
     .expect("a resize message always serializes")
+}
+
+/// The line shown where output was lost (`gap`: the replay ring overflowed
+/// while the page was away).
+pub fn gap_notice(from_seq: u64, to_seq: u64) -> String {
+    format!(
+        "\r\n\x1b[0m\x1b[33m[glassbox: {} of output was lost while disconnected]\x1b[0m\r\n",
+        crate::format::bytes(to_seq.saturating_sub(from_seq))
+    )
 }
 
 /// Something that has a length in bytes (a JS `Uint8Array` in the page, a
@@ -246,6 +264,16 @@ mod tests {
             Control::Gap {
                 from_seq: 0,
                 to_seq: 4096
+            }
+        );
+        assert_eq!(
+            parse_control(r#"{"type":"attached","exec_id":2,"next_seq":10}"#),
+            Control::Attached { exec_id: Some(2) }
+        );
+        assert_eq!(
+            parse_control(r#"{"type":"error","message":"supervisor gone"}"#),
+            Control::Error {
+                message: "supervisor gone".into()
             }
         );
         assert_eq!(parse_control(r#"{"type":"hello"}"#), Control::Unknown);

@@ -65,3 +65,18 @@ pub struct SessionInfo {
     /// The most a container may ask for.
     pub max_limits: Limits,
 }
+
+/// `GET /api/v1/limits`: the operator's limits, public so that a create form
+/// can offer only what the server allows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerLimits {
+    /// What a container gets for each limit it does not ask for.
+    #[serde(default)]
+    pub defaults: Limits,
+    /// The most a container may ask for.
+    #[serde(default)]
+    pub maxima: Limits,
+    /// How many containers a session may have at once.
+    #[serde(default)]
+    pub containers_per_session: u32,
+}

@@ -1,4 +1,5 @@
-//! `/api/v1/containers`: create, list, inspect, remove, and the live views.
+//! `/api/v1/containers`: create, list, inspect, stop, restart, remove, and
+//! the live views.
 //! Every path with an id first checks that the container is the session's
 //! own; someone else's container is a 404, exactly like a missing one.
 
@@ -12,12 +13,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use protocol::api::CreateContainer;
-use protocol::{Change, ContainerEvent, ContainerInfo, EventsMessage, ProcessEntry, Stats};
+use protocol::{
+    Change, ContainerEvent, ContainerInfo, ContainerState, EventsMessage, ProcessEntry, Stats,
+};
 use runtime::cgroups::Cgroup;
 use runtime::CreateOptions;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const MAX_NAME: usize = 40;
 const MAX_ARGS: usize = 64;
@@ -97,10 +100,23 @@ pub async fn create(
     auth: Auth,
     ApiJson(req): ApiJson<CreateContainer>,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
     validate(&req)?;
+    let info = create_in(&state, &auth.session.id, req).await?;
+    Ok((StatusCode::CREATED, ApiJson(info)).into_response())
+}
+
+/// Make a container for `session` from a checked request: limits resolved
+/// against the operator's, admitted against the caps, recorded, announced.
+async fn create_in(
+    state: &AppState,
+    session: &str,
+    mut req: CreateContainer,
+) -> Result<ContainerInfo, ApiError> {
+    let started = Instant::now();
     let limits = limits::resolve(req.limits, &state.config.limits)?;
-    let session = auth.session.id.clone();
+    // What a restart makes again: the request with every limit filled in.
+    req.limits = Some(limits);
+    let session = session.to_string();
     if let Some(n) = &req.name {
         if state.sessions.name_in_use(&session, n) {
             return Err(ApiError::Conflict(format!("the name {n:?} is in use")));
@@ -155,6 +171,7 @@ pub async fn create(
         socket: state.runtime.state_dir().container(&info.id).socket(),
         cgroup,
         memory_bytes: limits.memory_bytes.unwrap_or(0),
+        spec: req,
         counters: Default::default(),
     };
     let entry = match state.sessions.commit(reservation, entry) {
@@ -179,7 +196,91 @@ pub async fn create(
         },
     );
     monitor::watch_exit(Arc::clone(&state.sessions), session, Arc::clone(&entry));
-    Ok((StatusCode::CREATED, ApiJson(present(info, &entry))).into_response())
+    Ok(present(info, &entry))
+}
+
+/// How long a stopped container's processes get between SIGTERM and SIGKILL.
+/// An interactive shell ignores SIGTERM, so this is short: the user asked.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Stop a container: SIGTERM to PID 1, SIGKILL after [`STOP_GRACE`]; wait
+/// until it has exited. Stopping an exited container changes nothing.
+fn stop_blocking(rt: &runtime::Runtime, id: &str) -> Result<(), ApiError> {
+    use nix::sys::signal::Signal;
+    let running = |rt: &runtime::Runtime| -> Result<bool, ApiError> {
+        Ok(rt.inspect(id)?.state == ContainerState::Running)
+    };
+    let wait = |rt: &runtime::Runtime, d: Duration| -> Result<bool, ApiError> {
+        let deadline = Instant::now() + d;
+        while running(rt)? {
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(true)
+    };
+    for (signal, grace) in [
+        (Signal::SIGTERM, STOP_GRACE),
+        (Signal::SIGKILL, Duration::from_secs(5)),
+    ] {
+        match rt.kill(id, signal) {
+            Ok(()) => {}
+            Err(runtime::ContainerError::NotRunning(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        if wait(rt, grace)? {
+            return Ok(());
+        }
+    }
+    Err(ApiError::Internal(format!(
+        "container {id} did not stop after SIGKILL"
+    )))
+}
+
+/// `POST /api/v1/containers/{id}/stop` → `200 ContainerInfo` (exited).
+pub async fn stop(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<ApiJson<ContainerInfo>, ApiError> {
+    let entry = state.sessions.container(&auth.session.id, &id)?;
+    let info = state
+        .blocking(move |rt| {
+            stop_blocking(rt, &id)?;
+            Ok::<_, ApiError>(rt.inspect(&id)?)
+        })
+        .await?;
+    tracing::info!(session = %auth.session.id, container = %entry.id, "container stopped");
+    Ok(ApiJson(present(info, &entry)))
+}
+
+/// `POST /api/v1/containers/{id}/restart` → `200 ContainerInfo` of a fresh
+/// container made from the same request (image, name, command, environment,
+/// limits) in the same session: the old one is stopped and removed, the new
+/// one has a new id and an empty RW layer.
+pub async fn restart(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<ApiJson<ContainerInfo>, ApiError> {
+    let session = auth.session.id.clone();
+    let old = state
+        .sessions
+        .forget(&session, &id)
+        .ok_or(ApiError::ContainerNotFound)?;
+    let spec = old.spec.clone();
+    {
+        let stop_id = id.clone();
+        // Stop gently first (the shell gets its SIGTERM), then remove.
+        if let Err(e) = state.blocking(move |rt| stop_blocking(rt, &stop_id)).await {
+            tracing::warn!(container = %id, error = %e, "stopping before a restart failed; removing anyway");
+        }
+    }
+    state.remove_containers(&session, vec![old]).await;
+    let info = create_in(&state, &session, spec).await?;
+    tracing::info!(session = %session, old = %id, new = %info.id, "container restarted");
+    Ok(ApiJson(info))
 }
 
 pub async fn list(

@@ -21,6 +21,8 @@ pub fn api() -> Router<AppState> {
             "/v1/sessions/current",
             get(sessions::current).delete(sessions::end),
         )
+        .route("/v1/sessions/current/extend", post(sessions::extend))
+        .route("/v1/limits", get(sessions::limits))
         .route("/v1/images", get(images::list))
         .route(
             "/v1/containers",
@@ -30,6 +32,8 @@ pub fn api() -> Router<AppState> {
             "/v1/containers/{id}",
             get(containers::get).delete(containers::remove),
         )
+        .route("/v1/containers/{id}/stop", post(containers::stop))
+        .route("/v1/containers/{id}/restart", post(containers::restart))
         .route("/v1/containers/{id}/stats", get(containers::stats))
         .route("/v1/containers/{id}/processes", get(containers::processes))
         .route("/v1/containers/{id}/diff", get(containers::diff))

@@ -1,4 +1,5 @@
-//! `/api/v1/sessions`: start a session, look at it, end it.
+//! `/api/v1/sessions`: start a session, look at it, extend it, end it; and
+//! `/api/v1/limits`, the operator's limits.
 
 use crate::auth::{self, Auth};
 use crate::error::{ApiError, ApiJson};
@@ -9,7 +10,7 @@ use crate::state::AppState;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use protocol::api::{SessionCreated, SessionInfo};
+use protocol::api::{ServerLimits, SessionCreated, SessionInfo};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 
@@ -60,19 +61,44 @@ pub async fn current(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<ApiJson<SessionInfo>, ApiError> {
+    info(&state, &auth.session.id).map(ApiJson)
+}
+
+/// `POST /api/v1/sessions/current/extend`: the user is here. Pushes the idle
+/// deadline to now + `idle_timeout_secs` (never past the hard TTL, which no
+/// request moves) and answers like `GET /api/v1/sessions/current`.
+pub async fn extend(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<ApiJson<SessionInfo>, ApiError> {
+    // A passive request is not activity, but pressing "extend" is.
+    state.sessions.touch(&auth.session.id);
+    info(&state, &auth.session.id).map(ApiJson)
+}
+
+/// `GET /api/v1/limits`: the operator's defaults and maxima (no session needed).
+pub async fn limits(State(state): State<AppState>) -> ApiJson<ServerLimits> {
+    ApiJson(ServerLimits {
+        defaults: limits::defaults(&state.config.limits),
+        maxima: limits::maxima(&state.config.limits),
+        containers_per_session: state.config.sessions.containers_per_session,
+    })
+}
+
+fn info(state: &AppState, session: &str) -> Result<SessionInfo, ApiError> {
     let (hard, idle) = state
         .sessions
-        .deadlines(&auth.session.id)
+        .deadlines(session)
         .ok_or(ApiError::Unauthorized("the session has ended"))?;
-    Ok(ApiJson(SessionInfo {
-        session_id: auth.session.id.clone(),
+    Ok(SessionInfo {
+        session_id: session.to_string(),
         expires_at: unix_ms(hard),
         idle_expires_at: unix_ms(idle.min(hard)),
         idle_timeout_secs: state.config.sessions.idle_timeout_secs,
         max_containers: state.config.sessions.containers_per_session,
         default_limits: limits::defaults(&state.config.limits),
         max_limits: limits::maxima(&state.config.limits),
-    }))
+    })
 }
 
 pub async fn end(State(state): State<AppState>, auth: Auth) -> Response {

@@ -11,7 +11,7 @@ use crate::api;
 use crate::feed::{decode_events_message, Incoming};
 use crate::format;
 use crate::net;
-use protocol::api::{CreateContainer, SessionCreated};
+use protocol::api::{CreateContainer, SessionCreated, SessionInfo};
 use protocol::{ContainerEvent, ContainerInfo};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -26,10 +26,10 @@ const DEFAULT_IMAGE: &str = "busybox";
 async fn load(store: Store) {
     match net::get::<Vec<ContainerInfo>>(api::CONTAINERS).await {
         Ok(containers) => {
-            let expires_at = net::get::<api::Expiry>(api::SESSION)
+            let expires_at = net::get::<SessionInfo>(api::SESSION)
                 .await
                 .ok()
-                .map(|e| e.expires_at);
+                .map(|i| api::session_deadline(&i));
             store.dispatch(Action::Loaded {
                 containers,
                 expires_at,
@@ -72,10 +72,17 @@ async fn start(store: Store) {
         ..CreateContainer::default()
     };
     match net::json::<ContainerInfo>("POST", api::CONTAINERS, Some(&req)).await {
-        Ok(container) => store.dispatch(Action::Started {
-            expires_at: session.expires_at,
-            container,
-        }),
+        Ok(container) => {
+            // The idle deadline comes first, unless the TTL is shorter.
+            let expires_at = net::get::<SessionInfo>(api::SESSION)
+                .await
+                .map(|i| api::session_deadline(&i))
+                .unwrap_or(session.expires_at);
+            store.dispatch(Action::Started {
+                expires_at,
+                container,
+            })
+        }
         Err(e) => {
             store.dispatch(Action::NoSession { reachable: true });
             store.dispatch(Action::Error(Some(format!(
@@ -199,11 +206,39 @@ pub fn app() -> Html {
             }
         });
     }
-    // The session ends on time.
-    if live && store.time_left() == Some(0) {
-        store.dispatch(Action::Ended(
-            "Your session ended and its containers were removed. Start a new one any time.",
-        ));
+    // The session's deadline moves when the user types or acts; the page
+    // learns it from the server now and then (a passive request: watching is
+    // not activity), and when its own countdown runs out it asks before
+    // saying the session ended.
+    let due = live && store.time_left() == Some(0);
+    {
+        let store = store.clone();
+        use_effect_with((live, due), move |(live, due)| {
+            let check = move || {
+                let store = store.clone();
+                wasm_bindgen_futures::spawn_local(async move {
+                    match net::poll::<SessionInfo>(api::SESSION).await {
+                        Ok(i) => {
+                            let at = api::session_deadline(&i);
+                            // Past due but not reaped yet: look again shortly.
+                            store.dispatch(Action::Expiry(at.max(net::now_ms() + 2000)));
+                        }
+                        Err(e) if e.status == 401 => store.dispatch(Action::Ended(
+                            "Your session ended and its containers were removed. Start a new one any time.",
+                        )),
+                        Err(_) => {}
+                    }
+                });
+            };
+            let mut every = None;
+            if *live {
+                if *due {
+                    check();
+                }
+                every = Some(gloo_timers::callback::Interval::new(15_000, check));
+            }
+            move || drop(every)
+        });
     }
 
     let toggle_theme = {
@@ -233,9 +268,9 @@ pub fn app() -> Html {
         Callback::from(move |_| {
             let store = store.clone();
             wasm_bindgen_futures::spawn_local(async move {
-                match net::json::<api::Expiry>("POST", api::SESSION_EXTEND, None::<&()>).await {
-                    Ok(e) => {
-                        store.dispatch(Action::Expiry(e.expires_at));
+                match net::json::<SessionInfo>("POST", api::SESSION_EXTEND, None::<&()>).await {
+                    Ok(i) => {
+                        store.dispatch(Action::Expiry(api::session_deadline(&i)));
                         store.dispatch(Action::Error(None));
                     }
                     Err(e) => store.dispatch(Action::Error(Some(format!("Could not extend: {e}")))),

@@ -35,13 +35,18 @@ fn chart_card(
             </>
         }
     });
-    let limit_line = limit.as_ref().map(|(v, label)| {
+    let limit_line = limit.as_ref().map(|(v, _)| {
         let y = chart::level(*v, max);
         html! {
-            <>
-                <line class="limit" x1="0" x2={W.to_string()} y1={format!("{y:.1}")} y2={format!("{y:.1}")} />
-                <text class="limit-label" x={(W - 4.0).to_string()} y={format!("{:.1}", (y - 3.0).max(9.0))} text-anchor="end">{label.clone()}</text>
-            </>
+            <line class="limit" x1="0" x2={W.to_string()} y1={format!("{y:.1}")} y2={format!("{y:.1}")} />
+        }
+    });
+    // The label is HTML over the SVG: text inside a stretched SVG
+    // (preserveAspectRatio="none") would be stretched with it.
+    let limit_label = limit.as_ref().map(|(v, label)| {
+        let top = chart::level(*v, max) / H * 100.0;
+        html! {
+            <span class="limit-label" style={format!("top:calc({top:.1}% - 14px)")}>{label.clone()}</span>
         }
     });
     html! {
@@ -50,12 +55,15 @@ fn chart_card(
                 <span class="chart-title">{title}</span>
                 <span class="chart-value">{value}</span>
             </div>
-            <svg viewBox={format!("0 0 {W} {H}")} preserveAspectRatio="none" role="img" aria-label={title}>
-                <line class="grid" x1="0" x2={W.to_string()} y1={(H / 2.0).to_string()} y2={(H / 2.0).to_string()} />
-                { for lines }
-                { for limit_line }
-            </svg>
-            <div class="chart-sub">{sub}</div>
+            <div class="chart-plot">
+                <svg viewBox={format!("0 0 {W} {H}")} preserveAspectRatio="none" role="img" aria-label={title}>
+                    <line class="grid" x1="0" x2={W.to_string()} y1={(H / 2.0).to_string()} y2={(H / 2.0).to_string()} />
+                    { for lines }
+                    { for limit_line }
+                </svg>
+                { for limit_label }
+            </div>
+            <div class="chart-sub" title={sub.clone()}>{sub}</div>
         </div>
     }
 }
@@ -65,7 +73,7 @@ pub fn charts(props: &ChartsProps) -> Html {
     let Some(h) = props.history.as_ref().filter(|h| !h.samples().is_empty()) else {
         return html! {
             <div class="charts empty">
-                { for ["CPU", "Memory", "Processes"].iter().map(|t| html! {
+                { for ["CPU", "Memory", "PIDs"].iter().map(|t| html! {
                     <div class="chart placeholder">
                         <div class="chart-head"><span class="chart-title">{*t}</span><span class="chart-value">{"—"}</span></div>
                         <svg viewBox={format!("0 0 {W} {H}")} preserveAspectRatio="none"><line class="grid" x1="0" x2={W.to_string()} y1={(H/2.0).to_string()} y2={(H/2.0).to_string()} /></svg>
@@ -147,7 +155,7 @@ pub fn charts(props: &ChartsProps) -> Html {
         .pids_limit
         .is_some_and(|l| last.pids as f64 >= 0.9 * l as f64);
     let pids_card = chart_card(
-        "Processes",
+        "PIDs",
         format::of_limit(last.pids, last.pids_limit),
         match last.pids_limit {
             Some(_) => "tasks against pids.max".into(),

@@ -12,23 +12,45 @@ use yew::prelude::*;
 /// Re-read the container list into the store.
 pub fn refresh(store: Store) {
     wasm_bindgen_futures::spawn_local(async move {
-        if let Ok(list) = net::get::<Vec<ContainerInfo>>(api::CONTAINERS).await {
+        if let Ok(list) = net::poll::<Vec<ContainerInfo>>(api::CONTAINERS).await {
             store.dispatch(Action::Containers(list));
         }
     });
 }
 
-fn act(store: Store, method: &'static str, path: String, then_get: Option<String>) {
+/// What a container button does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Act {
+    /// `POST …/stop` → the container, exited.
+    Stop,
+    /// `POST …/restart` → a fresh container (new id) in place of this one.
+    Restart,
+    /// `DELETE …`.
+    Delete,
+}
+
+fn act(store: Store, what: Act, id: String, busy: UseStateHandle<Option<String>>) {
+    busy.set(Some(id.clone()));
     wasm_bindgen_futures::spawn_local(async move {
-        match net::send(method, &path).await {
-            Ok(()) => {
-                if let Some(p) = then_get {
-                    if let Ok(info) = net::get::<ContainerInfo>(&p).await {
-                        store.dispatch(Action::Container(info));
-                    }
+        let result = match what {
+            Act::Stop => net::json::<ContainerInfo>("POST", &api::action(&id, "stop"), None::<&()>)
+                .await
+                .map(|info| store.dispatch(Action::Container(info))),
+            Act::Restart => {
+                store.dispatch(Action::Restarting(Some(id.clone())));
+                let r =
+                    net::json::<ContainerInfo>("POST", &api::action(&id, "restart"), None::<&()>)
+                        .await;
+                if r.is_err() {
+                    store.dispatch(Action::Restarting(None));
                 }
-                refresh(store);
+                r.map(|info| store.dispatch(Action::Replaced { old: id, info }))
             }
+            Act::Delete => net::send("DELETE", &api::container(&id)).await,
+        };
+        busy.set(None);
+        match result {
+            Ok(()) => refresh(store),
             Err(e) => store.dispatch(Action::Error(Some(e.message))),
         }
     });
@@ -61,6 +83,8 @@ fn state_badge(c: &ContainerInfo) -> Html {
 pub fn container_list(props: &ListProps) -> Html {
     let store = props.store.clone();
     let creating = use_state(|| false);
+    // The container an action is running on (stop waits for the exit).
+    let busy = use_state(|| None::<String>);
     let items = store.containers.iter().map(|c| {
         let selected = store.selected.as_deref() == Some(c.id.as_str());
         let id = c.id.clone();
@@ -70,14 +94,23 @@ pub fn container_list(props: &ListProps) -> Html {
             Callback::from(move |_| store.dispatch(Action::Select(id.clone())))
         };
         let running = c.state == ContainerState::Running;
-        let button = |label: &'static str, ic: &'static str, method: &'static str, path: String, then_get: bool, danger: bool| {
+        let working = busy.as_deref() == Some(c.id.as_str());
+        let button = |label: &'static str, ic: &'static str, what: Act, danger: bool| {
             let store = store.clone();
             let id = id.clone();
+            let any_busy = busy.is_some();
+            let busy = busy.clone();
             let onclick = Callback::from(move |e: MouseEvent| {
                 e.stop_propagation();
-                act(store.clone(), method, path.clone(), then_get.then(|| api::container(&id)));
+                act(store.clone(), what, id.clone(), busy.clone());
             });
-            html! { <button class={classes!("icon-btn", danger.then_some("danger"))} title={label} aria-label={label} {onclick}>{icon(ic)}</button> }
+            let testid = match what {
+                Act::Stop => "stop",
+                Act::Restart => "restart",
+                Act::Delete => "delete",
+            };
+            html! { <button class={classes!("icon-btn", danger.then_some("danger"))} title={label} aria-label={label}
+                disabled={any_busy} data-testid={testid} {onclick}>{icon(ic)}</button> }
         };
         let l = &c.limits;
         let limits = [
@@ -100,9 +133,10 @@ pub fn container_list(props: &ListProps) -> Html {
                     { if limits.is_empty() { html!{} } else { html!{ <>{" · "}{limits}</> } } }
                 </div>
                 <div class="ctr-actions">
-                    { if running { button("Stop", ICON_STOP, "POST", api::action(&c.id, "stop"), true, false) } else { html!{} } }
-                    { button("Restart", ICON_RESTART, "POST", api::action(&c.id, "restart"), true, false) }
-                    { button("Delete", ICON_TRASH, "DELETE", api::container(&c.id), false, true) }
+                    { if working { html!{ <span class="spinner" /> } } else { html!{} } }
+                    { if running { button("Stop", ICON_STOP, Act::Stop, false) } else { html!{} } }
+                    { button(if running { "Restart" } else { "Start again (a fresh container)" }, ICON_RESTART, Act::Restart, false) }
+                    { button("Delete", ICON_TRASH, Act::Delete, true) }
                 </div>
             </li>
         }

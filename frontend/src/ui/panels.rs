@@ -38,7 +38,7 @@ where
                         let state = state.clone();
                         let path = path.clone();
                         wasm_bindgen_futures::spawn_local(async move {
-                            match net::get::<T>(&path).await {
+                            match net::poll::<T>(&path).await {
                                 Ok(v) => state.set(Poll::Ok(v)),
                                 Err(e) => state.set(Poll::Failed(e.message)),
                             }

@@ -41,6 +41,9 @@ pub struct AppState {
     pub images: Vec<String>,
     pub limits: ServerLimits,
     pub now_ms: u64,
+    /// A container being restarted: it stays in the list (and selected) until
+    /// its fresh replacement arrives, though the server already removed it.
+    pub restarting: Option<String>,
 }
 
 impl AppState {
@@ -59,6 +62,7 @@ impl AppState {
             images: Vec::new(),
             limits: ServerLimits::default(),
             now_ms,
+            restarting: None,
         }
     }
 
@@ -95,6 +99,13 @@ pub enum Action {
     },
     Containers(Vec<ContainerInfo>),
     Container(ContainerInfo),
+    /// A restart of this container began.
+    Restarting(Option<String>),
+    /// A restart made `info` in place of container `old`.
+    Replaced {
+        old: String,
+        info: ContainerInfo,
+    },
     Select(String),
     Stats {
         id: String,
@@ -148,6 +159,14 @@ impl Reducible for AppState {
                 s.phase = Phase::Live;
                 s.server_reachable = true;
             }
+            Action::Containers(list) if s.restarting.is_some() => {
+                // Mid-restart the list lacks the old container: keep it shown.
+                for c in list {
+                    if !s.containers.iter().any(|x| x.id == c.id) {
+                        s.containers.push(c);
+                    }
+                }
+            }
             Action::Containers(list) => {
                 s.selected = pick(&list, s.selected.as_deref());
                 s.stats.retain(|id, _| list.iter().any(|c| &c.id == id));
@@ -160,6 +179,19 @@ impl Reducible for AppState {
                     s.containers.push(info);
                 }
             },
+            Action::Restarting(id) => s.restarting = id,
+            Action::Replaced { old, info } => {
+                s.restarting = None;
+                // The user acted on it: show the fresh one.
+                s.stats.remove(&old);
+                // The list may have learnt of the new one already (`created`).
+                s.containers.retain(|c| c.id != info.id);
+                match s.containers.iter().position(|c| c.id == old) {
+                    Some(i) => s.containers[i] = info.clone(),
+                    None => s.containers.push(info.clone()),
+                }
+                s.selected = Some(info.id);
+            }
             Action::Select(id) => s.selected = Some(id),
             Action::Stats { id, stats } => {
                 let h = s.stats.entry(id).or_default();
@@ -181,6 +213,7 @@ impl Reducible for AppState {
                             c.oom_killed = true;
                         }
                     }
+                    ContainerEvent::Removed { id } if s.restarting.as_ref() == Some(id) => {}
                     ContainerEvent::Removed { id } => {
                         s.containers.retain(|c| &c.id != id);
                         s.stats.remove(id);
@@ -207,7 +240,24 @@ impl Reducible for AppState {
             Action::Images(i) => s.images = i,
             Action::Limits(l) => s.limits = l,
         }
+        name_feed(&mut s);
         Rc::new(s)
+    }
+}
+
+/// A `created` event often arrives before the list knows the new container's
+/// name; such lines said the short id. Once the name is known, they say it.
+fn name_feed(s: &mut AppState) {
+    for item in s.feed.iter_mut() {
+        let short = crate::format::short_id(&item.container_id);
+        if !item.text.starts_with(short) {
+            continue;
+        }
+        if let Some(c) = s.containers.iter().find(|c| c.id == item.container_id) {
+            if c.name != short {
+                item.text = format!("{}{}", c.name, &item.text[short.len()..]);
+            }
+        }
     }
 }
 

@@ -47,6 +47,8 @@ struct Ctx {
     ws: Option<WebSocket>,
     flow: Flow<Uint8Array>,
     cursor: ReplayCursor,
+    /// For an exec tab: its session on the server, once attached.
+    exec_id: Option<u32>,
     exited: bool,
     disposed: bool,
     attempt: u32,
@@ -70,12 +72,19 @@ fn set_status(ctx: &Shared, s: &str) {
 }
 
 /// Hand output to xterm, each write with a callback that feeds flow control.
+///
+/// No borrow of the context is held while xterm runs: right after user input
+/// xterm parses a write synchronously and calls its callback at once, which
+/// borrows the context mutably.
 fn write_all(ctx: &Shared, items: Vec<Write<Uint8Array>>) {
     for item in items {
-        let c = ctx.borrow();
-        if c.disposed {
-            return;
-        }
+        let term = {
+            let c = ctx.borrow();
+            if c.disposed {
+                return;
+            }
+            JsValue::from(&c.term).unchecked_into::<Terminal>()
+        };
         match item {
             Write::Data(chunk) => {
                 let n = chunk.length() as usize;
@@ -86,11 +95,10 @@ fn write_all(ctx: &Shared, items: Vec<Write<Uint8Array>>) {
                         write_all(&ctx, next);
                     }
                 });
-                c.term.write(&chunk, done.unchecked_ref());
+                term.write(&chunk, done.unchecked_ref());
             }
             Write::Notice(text) => {
-                c.term
-                    .write(&JsValue::from_str(&text), &Function::new_no_args(""));
+                term.write(&JsValue::from_str(&text), &Function::new_no_args(""));
             }
         }
     }
@@ -112,9 +120,11 @@ fn connect(ctx: &Shared) {
         if c.disposed {
             return;
         }
-        let path = match c.kind {
-            Kind::Main => crate::api::tty(&c.container_id, c.cursor.since()),
-            Kind::Exec => crate::api::exec(&c.container_id, "/bin/sh"),
+        let path = match (c.kind, c.exec_id) {
+            (Kind::Main, _) => crate::api::tty(&c.container_id, c.cursor.since()),
+            // A dropped exec socket re-attaches to the same process.
+            (Kind::Exec, Some(n)) => crate::api::exec_tty(&c.container_id, n, c.cursor.since()),
+            (Kind::Exec, None) => crate::api::exec(&c.container_id, "/bin/sh"),
         };
         (crate::net::ws_url(&path), c.kind)
     };
@@ -154,8 +164,25 @@ fn connect(ctx: &Shared) {
                         .write(&msg.into(), &Function::new_no_args(""));
                     set_status(&ctx, &format!("exited {code}"));
                 }
-                Control::Gap { to_seq, .. } => ctx.borrow_mut().cursor.on_gap(to_seq),
+                Control::Gap { from_seq, to_seq } => {
+                    ctx.borrow_mut().cursor.on_gap(to_seq);
+                    let msg = term::gap_notice(from_seq, to_seq);
+                    ctx.borrow()
+                        .term
+                        .write(&msg.into(), &Function::new_no_args(""));
+                }
                 Control::Seq { seq } => ctx.borrow_mut().cursor.on_seq(seq),
+                Control::Attached { exec_id } => {
+                    if exec_id.is_some() {
+                        ctx.borrow_mut().exec_id = exec_id;
+                    }
+                }
+                Control::Error { message } => {
+                    let msg = format!("\r\n\x1b[0m\x1b[31m[glassbox: {message}]\x1b[0m\r\n");
+                    ctx.borrow()
+                        .term
+                        .write(&msg.into(), &Function::new_no_args(""));
+                }
                 Control::Unknown => {}
             }
             return;
@@ -172,22 +199,33 @@ fn connect(ctx: &Shared) {
     let on_close = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
         let Some(ctx) = weak.upgrade() else { return };
         let ev: CloseEvent = ev.unchecked_into();
-        let (disposed, exited) = {
+        let (disposed, exited, exec_id) = {
             let mut c = ctx.borrow_mut();
             c.ws = None;
-            (c.disposed, c.exited)
+            (c.disposed, c.exited, c.exec_id)
         };
         if disposed || exited {
             return;
         }
+        // 1008: the session ended; 1000 without an exit: the server closed it.
+        let final_close = matches!(ev.code(), 1000 | 1008);
         match kind {
-            Kind::Main => schedule_retry(&ctx),
-            Kind::Exec => {
+            Kind::Main if !final_close => schedule_retry(&ctx),
+            // An exec tab that was attached re-attaches to its process.
+            Kind::Exec if exec_id.is_some() && !final_close && ev.code() != 1011 => {
+                schedule_retry(&ctx)
+            }
+            _ => {
                 let why = ev.reason();
-                let msg = if why.is_empty() {
-                    "\r\n\x1b[2m[exec session closed]\x1b[0m\r\n".to_string()
+                let what = if kind == Kind::Main {
+                    "terminal"
                 } else {
-                    format!("\r\n\x1b[2m[exec session closed: {why}]\x1b[0m\r\n")
+                    "exec session"
+                };
+                let msg = if why.is_empty() {
+                    format!("\r\n\x1b[2m[{what} closed]\x1b[0m\r\n")
+                } else {
+                    format!("\r\n\x1b[2m[{what} closed: {why}]\x1b[0m\r\n")
                 };
                 ctx.borrow()
                     .term
@@ -262,6 +300,7 @@ fn mount(host: &web_sys::HtmlElement, props: &TermProps) -> Shared {
         ws: None,
         flow: Flow::default(),
         cursor: ReplayCursor::default(),
+        exec_id: None,
         exited: false,
         disposed: false,
         attempt: 0,
@@ -360,8 +399,10 @@ fn mount(host: &web_sys::HtmlElement, props: &TermProps) -> Shared {
             Box::new(on_box),
             Box::new(on_key),
         ];
-        c.fit.fit();
     }
+    // Not under the borrow above: fitting resizes the terminal, whose
+    // on_resize callback borrows the context again.
+    ctx.borrow().fit.fit();
     connect(&ctx);
     ctx
 }
@@ -379,7 +420,9 @@ fn unmount(ctx: &Shared) {
         let _ = ws.close();
     }
     c.flow.clear();
-    c.term.dispose();
+    drop(c);
+    // Disposing may call back into the page (e.g. a last resize).
+    ctx.borrow().term.dispose();
 }
 
 #[function_component(TermPane)]
