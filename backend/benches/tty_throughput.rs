@@ -2,7 +2,10 @@
 //! backend → WebSocket client) against a plain host PTY (portable-pty) running
 //! the same command. Needs root.
 //!
-//! GLASSBOX_BENCH_BYTES (default 100 MiB) of /dev/zero go through base64.
+//! GLASSBOX_BENCH_BYTES (default 100 MiB) of /dev/zero go through base64;
+//! GLASSBOX_BENCH_RUNS (default 3) pairs of runs, host and Glassbox
+//! interleaved (the machine is shared: one pair alone says little), then the
+//! medians.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -53,7 +56,8 @@ fn host_pty(bytes: usize) -> (u64, f64) {
     )
 }
 
-async fn glassbox(s: &Server, token: &str, bytes: usize) -> (u64, f64) {
+/// (bytes, seconds from the first output byte to EOF, binary messages).
+async fn glassbox(s: &Server, token: &str, bytes: usize) -> (u64, f64, u64) {
     let c = s
         .container(token, json!({"cmd": ["sh", "-c", command(bytes)]}))
         .await;
@@ -62,12 +66,13 @@ async fn glassbox(s: &Server, token: &str, bytes: usize) -> (u64, f64) {
         .ws(token, &format!("/api/v1/containers/{id}/tty"), &[])
         .await
         .expect("tty");
-    let (mut total, mut start) = (0u64, None);
+    let (mut total, mut start, mut messages) = (0u64, None, 0u64);
     while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(60), ws.next()).await {
         match m {
             Message::Binary(b) => {
                 start.get_or_insert_with(Instant::now);
                 total += b.len() as u64;
+                messages += 1;
             }
             Message::Close(_) => break,
             _ => {}
@@ -75,7 +80,12 @@ async fn glassbox(s: &Server, token: &str, bytes: usize) -> (u64, f64) {
     }
     let secs = start.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
     s.delete(token, &format!("/api/v1/containers/{id}")).await;
-    (total, secs)
+    (total, secs, messages)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn main() {
@@ -84,26 +94,43 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100 << 20);
+    let runs = std::env::var("GLASSBOX_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3usize)
+        .max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio");
-    let (hb, hs) = host_pty(bytes);
-    let host = hb as f64 / hs / 1e6;
-    println!(
-        "host PTY (portable-pty)      {:>8.1} MB/s  ({hb} bytes in {hs:.2} s)",
-        host
-    );
     rt.block_on(async {
         let s = Server::start(|_| {}).await;
         let token = s.session().await;
-        let (gb, gs) = glassbox(&s, &token, bytes).await;
-        let ours = gb as f64 / gs / 1e6;
+        let (mut hosts, mut ours, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for run in 1..=runs {
+            let (hb, hs) = tokio::task::spawn_blocking(move || host_pty(bytes))
+                .await
+                .expect("host run");
+            let host = hb as f64 / hs / 1e6;
+            let (gb, gs, msgs) = glassbox(&s, &token, bytes).await;
+            let gbx = gb as f64 / gs / 1e6;
+            println!(
+                "run {run}: host PTY (portable-pty) {host:>6.1} MB/s ({hb} bytes in {hs:.2} s) | \
+                 Glassbox tty WebSocket {gbx:>6.1} MB/s ({gb} bytes in {gs:.2} s, {msgs} messages, \
+                 {:.0} KiB each) | ratio {:.2}x",
+                gb as f64 / msgs.max(1) as f64 / 1024.0,
+                gbx / host
+            );
+            hosts.push(host);
+            ours.push(gbx);
+            ratios.push(gbx / host);
+        }
         println!(
-            "Glassbox tty WebSocket       {:>8.1} MB/s  ({gb} bytes in {gs:.2} s)",
-            ours
+            "median of {runs}: host PTY {:.1} MB/s, Glassbox {:.1} MB/s, ratio Glassbox / host PTY {:.2}x",
+            median(&mut hosts),
+            median(&mut ours),
+            median(&mut ratios)
         );
-        println!("ratio Glassbox / host PTY    {:>8.2}x", ours / host);
         s.stop().await;
     });
 }

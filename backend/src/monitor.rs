@@ -12,7 +12,7 @@ use crate::sessions::{ContainerEntry, SessionStore, Watched};
 use crate::state::AppState;
 use crate::supervisor;
 use protocol::{ContainerEvent, EventsMessage};
-use runtime::process::wire::{Frame, Reply, Request, Target};
+use runtime::process::wire::{Reply, Request, Target};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,7 +125,7 @@ async fn wait_exit(entry: &ContainerEntry) -> Result<Option<i32>, supervisor::Su
     let (mut reader, mut writer) = supervisor::connect(&entry.socket).await?;
     writer.request(Request::Watch).await?;
     while let Some(frame) = reader.next().await? {
-        if let Frame::Control(Reply::Exit { code }) = frame {
+        if let supervisor::Incoming::Control(Reply::Exit { code }) = frame {
             return Ok(Some(code));
         }
     }

@@ -2,17 +2,19 @@
 //! exec session's with `?exec=N`) and `/containers/{id}/exec` (a new process).
 //!
 //! Binary frames carry raw terminal bytes both ways; text frames carry JSON
-//! control messages ([`protocol::tty`]). Three tasks per socket:
+//! control messages ([`protocol::tty`]). Two tasks per socket:
 //!
 //! ```text
-//! supervisor socket ──reader──▶ bounded channel ──writer──▶ WebSocket
-//! WebSocket ──input──▶ supervisor socket (awaits: a full PTY stops our reads)
+//! supervisor socket ──output──▶ WebSocket   (one frame read, one message sent)
+//! WebSocket ──input──▶ supervisor socket    (awaits: a full PTY stops our reads)
 //! ```
-//! When the browser stops reading, the writer blocks, the channel fills, the
-//! reader stops reading the supervisor's socket, and the supervisor stops
-//! reading the PTY: the container's writes block. Memory stays bounded. A
-//! closed socket only closes our connection to the supervisor; the
-//! container keeps running and a new socket can resume with `?since=`.
+//! The output side reads the supervisor's socket only when the previous
+//! message has gone out. When the browser stops reading, the send blocks, we
+//! stop reading the supervisor's socket, it fills, and the supervisor stops
+//! reading the PTY: the container's writes block. Memory stays bounded (one
+//! supervisor frame of at most 64 KiB of output, or a 256 KiB replay, plus
+//! one read). A closed socket only closes our connection to the supervisor;
+//! the container keeps running and a new socket can resume with `?since=`.
 
 use super::{close, send_timeout, text, INTERNAL, INVALID_PAYLOAD, NORMAL, POLICY, UNSUPPORTED};
 use crate::auth::{check_origin, Auth};
@@ -20,25 +22,26 @@ use crate::error::ApiError;
 use crate::metrics::WsGauge;
 use crate::sessions::ContainerEntry;
 use crate::state::AppState;
-use crate::supervisor::{self, Writer};
+use crate::supervisor::{self, Incoming, Reader, Writer};
+use axum::body::Bytes;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use bytes::BytesMut;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::StreamExt;
 use protocol::tty::{clamp_size, TtyClientMessage, TtyServerMessage};
 use protocol::ContainerState;
-use runtime::process::wire::{Frame, Reply, Request, Target};
+use runtime::process::wire::{Reply, Request, Target};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
-/// Supervisor frames (≤ 64 KiB of output each, a replay up to 256 KiB) in flight per socket.
-const OUT_FRAMES: usize = 8;
-/// Output frames already waiting are sent as one WebSocket message up to this size.
-const COALESCE: usize = 256 * 1024;
+/// Output frames already waiting are sent as one WebSocket message up to this
+/// size (the supervisor's frames hold up to 64 KiB each already).
+const COALESCE: usize = 64 * 1024;
 const MAX_EXEC_ARGS: usize = 64;
 
 /// What the socket attaches to.
@@ -216,15 +219,6 @@ async fn relay(
         .await;
         return;
     }
-    let (out_tx, out_rx) = mpsc::channel(OUT_FRAMES);
-    let reader = tokio::spawn(async move {
-        // Ends when the supervisor closes, errs, or the writer is gone.
-        while let Ok(Some(frame)) = sup_rx.next().await {
-            if out_tx.send(frame).await.is_err() {
-                break;
-            }
-        }
-    });
     let (ctrl_tx, ctrl_rx) = mpsc::channel::<Message>(2);
     let input = tokio::spawn(input_loop(
         ws_rx,
@@ -235,20 +229,19 @@ async fn relay(
     ));
     output_loop(
         &mut ws_tx,
-        out_rx,
+        &mut sup_rx,
         ctrl_rx,
         auth.session.ended.clone(),
         &state,
     )
     .await;
-    reader.abort();
     input.abort();
 }
 
 /// Supervisor → browser, plus closes asked for by the input side.
 async fn output_loop(
     ws_tx: &mut SplitSink<WebSocket, Message>,
-    mut out_rx: mpsc::Receiver<Frame<Reply>>,
+    sup_rx: &mut Reader,
     mut ctrl_rx: mpsc::Receiver<Message>,
     mut ended: watch::Receiver<bool>,
     state: &AppState,
@@ -260,7 +253,7 @@ async fn output_loop(
     ping.reset();
     // Sequence number the next binary byte would have if the stream continues.
     let mut expected: Option<u64> = None;
-    let mut held: Option<Frame<Reply>> = None;
+    let mut held: Option<Incoming> = None;
     loop {
         let msg = if let Some(m) = held.take() {
             m
@@ -275,9 +268,10 @@ async fn output_loop(
                     if closing { return; }
                     continue;
                 }
-                frame = out_rx.recv() => match frame {
-                    Some(frame) => frame,
-                    None => {
+                // Cancel-safe: a frame not taken here stays in the reader.
+                frame = sup_rx.next() => match frame {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) | Err(_) => {
                         let _ = send_timeout(ws_tx, close(INTERNAL, "the container's supervisor went away"), timeout).await;
                         return;
                     }
@@ -296,30 +290,18 @@ async fn output_loop(
             }
         };
         let ok = match msg {
-            Frame::Output { seq, mut data } => {
-                // Join output that is already waiting: fewer, larger messages.
-                while data.len() < COALESCE {
-                    match out_rx.try_recv() {
-                        Ok(Frame::Output { seq: s, data: more })
-                            if s == seq + data.len() as u64 =>
-                        {
-                            data.extend_from_slice(&more)
-                        }
-                        Ok(other) => {
-                            held = Some(other);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
+            Incoming::Output { seq, data } => {
+                // Join output that is already here: fewer, larger messages.
+                let (data, next) = coalesce(sup_rx, seq, data);
+                held = next;
                 let mut ok = true;
                 if expected != Some(seq) {
                     ok = send_timeout(ws_tx, text(&TtyServerMessage::Seq { seq }), timeout).await;
                 }
                 expected = Some(seq + data.len() as u64);
-                ok && send_timeout(ws_tx, Message::Binary(data.into()), timeout).await
+                ok && send_timeout(ws_tx, Message::Binary(data), timeout).await
             }
-            Frame::Control(Reply::Attached { target, next_seq }) => {
+            Incoming::Control(Reply::Attached { target, next_seq }) => {
                 let exec_id = match target {
                     Target::Main => None,
                     Target::Exec(n) => Some(n),
@@ -331,7 +313,7 @@ async fn output_loop(
                 )
                 .await
             }
-            Frame::Control(Reply::Gap { from, to }) => {
+            Incoming::Control(Reply::Gap { from, to }) => {
                 send_timeout(
                     ws_tx,
                     text(&TtyServerMessage::Gap {
@@ -342,24 +324,60 @@ async fn output_loop(
                 )
                 .await
             }
-            Frame::Control(Reply::Exit { code }) => {
+            Incoming::Control(Reply::Exit { code }) => {
                 let _ = send_timeout(ws_tx, text(&TtyServerMessage::Exit { code }), timeout).await;
                 let _ = send_timeout(ws_tx, close(NORMAL, "process exited"), timeout).await;
                 return;
             }
-            Frame::Control(Reply::Error { message }) => {
+            Incoming::Control(Reply::Error { message }) => {
                 let _ =
                     send_timeout(ws_tx, text(&TtyServerMessage::Error { message }), timeout).await;
                 let _ = send_timeout(ws_tx, close(INTERNAL, "terminal error"), timeout).await;
                 return;
             }
-            Frame::Control(Reply::ExecStarted { .. }) | Frame::Input(_) => true,
+            Incoming::Control(Reply::ExecStarted { .. }) => true,
         };
         if !ok {
             // The client stopped taking output: drop it so the container runs on.
             tracing::info!("terminal client too slow or gone; closing its socket");
             return;
         }
+    }
+}
+
+/// Output that continues `data` and is already waiting, joined up to
+/// [`COALESCE`] bytes (copied only when there is something to join). Returns
+/// the data and the first frame that did not fit or does not continue it.
+fn coalesce(sup_rx: &mut Reader, seq: u64, data: Bytes) -> (Bytes, Option<Incoming>) {
+    if data.len() >= COALESCE {
+        return (data, None);
+    }
+    let mut joined: Option<BytesMut> = None;
+    let mut len = data.len();
+    let held = loop {
+        if len >= COALESCE {
+            break None;
+        }
+        // A read error or EOF shows again on the next blocking read.
+        match sup_rx.try_next() {
+            Ok(Some(Incoming::Output { seq: s, data: more }))
+                if s == seq + len as u64 && len + more.len() <= COALESCE =>
+            {
+                let buf = joined.get_or_insert_with(|| {
+                    let mut b = BytesMut::with_capacity(COALESCE);
+                    b.extend_from_slice(&data);
+                    b
+                });
+                buf.extend_from_slice(&more);
+                len += more.len();
+            }
+            Ok(Some(other)) => break Some(other),
+            Ok(None) | Err(_) => break None,
+        }
+    };
+    match joined {
+        Some(b) => (b.freeze(), held),
+        None => (data, held),
     }
 }
 
@@ -388,7 +406,7 @@ async fn input_loop(
                     state.sessions.touch(&session);
                     touched = Instant::now();
                 }
-                sup_tx.input(data.to_vec()).await
+                sup_tx.input(&data).await
             }
             Message::Text(t) => match decode_control(t.as_str()) {
                 Ok(TtyClientMessage::Resize { cols, rows }) => {

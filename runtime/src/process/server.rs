@@ -29,7 +29,15 @@ const CLIENT_HIGH_WATER: usize = 256 * 1024;
 /// Input waiting for the terminal, per session; beyond it we stop reading clients.
 const INPUT_LIMIT: usize = 64 * 1024;
 const MAX_CLIENTS: usize = 64;
-const READ_CHUNK: usize = 64 * 1024;
+/// Output sent to clients as one frame at most. A PTY hands out at most
+/// 4 KiB per read; streaming output is gathered into batches of up to this
+/// size, so clients (the backend) get fewer, larger frames and wake up less.
+const BATCH: usize = 64 * 1024;
+/// What one read of a PTY master returns at most (the line discipline's buffer).
+const PTY_READ: usize = 4096;
+/// How long streaming output may wait to fill a batch. Small bursts (what a
+/// person types and most replies to it) are sent at once.
+const BATCH_DELAY: Duration = Duration::from_millis(3);
 
 /// One process with a terminal (or output pipe): the main one or an exec.
 pub struct Session {
@@ -40,6 +48,11 @@ pub struct Session {
     ring: Ring,
     exit_code: Option<i32>,
     pending_input: Vec<u8>,
+    /// Output read but not yet sent (nor in the ring): `batch[..batch_len]`.
+    batch: Vec<u8>,
+    batch_len: usize,
+    /// When the pending batch must go out.
+    batch_due: Option<Instant>,
 }
 
 impl Session {
@@ -54,6 +67,9 @@ impl Session {
             ring: Ring::new(RING_BYTES),
             exit_code: None,
             pending_input: Vec::new(),
+            batch: Vec::new(),
+            batch_len: 0,
+            batch_due: None,
         }
     }
 
@@ -62,10 +78,49 @@ impl Session {
     }
 }
 
+/// Bytes waiting for a client's socket. Written from `pos` on; the sent
+/// prefix is dropped only when it is at least half the buffer, so partial
+/// writes do not move the rest every time.
+#[derive(Default)]
+struct OutBuf {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl OutBuf {
+    fn len(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos >= self.buf.len() / 2 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+    }
+
+    /// The buffer to append encoded frames to.
+    fn tail(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+}
+
 struct Client {
     stream: UnixStream,
     rbuf: Vec<u8>,
-    wbuf: Vec<u8>,
+    wbuf: OutBuf,
     target: Option<Target>,
     watch: bool,
     /// Drop after flushing.
@@ -91,6 +146,21 @@ fn key(t: &Target) -> u32 {
         Target::Main => 0,
         Target::Exec(id) => *id,
     }
+}
+
+/// Write what a client is owed, as far as its socket takes it without
+/// blocking. False if the client is gone.
+fn write_pending(c: &mut Client) -> bool {
+    while !c.wbuf.is_empty() {
+        match c.stream.write(c.wbuf.pending()) {
+            Ok(0) => return false,
+            Ok(n) => c.wbuf.consume(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 fn set_nonblocking(fd: BorrowedFd<'_>) {
@@ -225,7 +295,16 @@ impl Server {
             }
             fds.push(PollFd::new(c.stream.as_fd(), ev));
         }
-        let timeout = PollTimeout::from(250u16);
+        // Wake up in time to send a batch that is due.
+        let now = Instant::now();
+        let wait = self
+            .sessions
+            .values()
+            .filter_map(|s| s.batch_due)
+            .map(|due| due.saturating_duration_since(now))
+            .fold(Duration::from_millis(250), Duration::min);
+        let timeout = PollTimeout::try_from(wait.as_millis().max(1) as i32)
+            .unwrap_or(PollTimeout::from(250u16));
         if poll(&mut fds, timeout).is_err() {
             return;
         }
@@ -250,6 +329,7 @@ impl Server {
                 self.flush_input(*id);
             }
         }
+        self.flush_due_batches();
         let n = self
             .clients
             .len()
@@ -285,6 +365,7 @@ impl Server {
             if id != 0 {
                 // Drain what the exec'd process left, then tell its clients.
                 self.read_output(id);
+                self.flush_batch(id);
                 self.broadcast_exit(id, code);
             }
         }
@@ -299,7 +380,7 @@ impl Server {
             self.clients.push(Client {
                 stream,
                 rbuf: Vec::new(),
-                wbuf: Vec::new(),
+                wbuf: OutBuf::default(),
                 target: None,
                 watch: false,
                 closing: false,
@@ -307,27 +388,97 @@ impl Server {
         }
     }
 
-    /// Read one chunk of a session's output (one per poll round keeps other
-    /// sessions and clients served) and fan it out to attached clients.
+    /// Read what a session's terminal has (several PTY reads, up to a batch,
+    /// and no more than the fullest attached client can take before its
+    /// high-water mark). A small burst is sent at once; streaming output
+    /// waits until the batch is full or [`BATCH_DELAY`] has passed.
     fn read_output(&mut self, id: u32) {
+        let fullest = self
+            .clients
+            .iter()
+            .filter(|c| c.target.as_ref().map(key) == Some(id))
+            .map(|c| c.wbuf.len())
+            .max()
+            .unwrap_or(0);
         let Some(session) = self.sessions.get_mut(&id) else {
             return;
         };
-        let Some(fd) = &session.output else { return };
-        let mut buf = vec![0u8; READ_CHUNK];
-        match nix::unistd::read(fd.as_fd(), &mut buf) {
-            Ok(0) | Err(nix::Error::EIO) => session.output = None,
-            Ok(n) => {
-                let seq = session.ring.next_seq();
-                session.ring.push(&buf[..n]);
-                for c in self.clients.iter_mut() {
-                    if c.target.as_ref().map(key) == Some(id) {
-                        wire::encode_output(seq, &buf[..n], &mut c.wbuf);
-                    }
+        if session.batch.is_empty() {
+            session.batch = vec![0u8; BATCH];
+        }
+        let was_pending = session.batch_len > 0;
+        // At least one PTY read's worth, so that EOF and errors are still
+        // noticed while a client is paused.
+        let room = CLIENT_HIGH_WATER
+            .saturating_sub(fullest)
+            .max(PTY_READ)
+            .min(BATCH - session.batch_len);
+        let limit = session.batch_len + room;
+        let mut read = 0;
+        while session.batch_len < limit {
+            let Some(fd) = &session.output else { break };
+            match nix::unistd::read(fd.as_fd(), &mut session.batch[session.batch_len..limit]) {
+                Ok(0) | Err(nix::Error::EIO) => session.output = None,
+                Ok(n) => {
+                    session.batch_len += n;
+                    read += n;
+                    continue;
                 }
+                Err(nix::Error::EAGAIN) => {}
+                Err(nix::Error::EINTR) => continue,
+                Err(_) => session.output = None,
             }
-            Err(nix::Error::EAGAIN) | Err(nix::Error::EINTR) => {}
-            Err(_) => session.output = None,
+            break;
+        }
+        if session.batch_len == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let send_now = session.output.is_none()
+            || session.batch_len + PTY_READ > BATCH
+            || (!was_pending && read < PTY_READ)
+            || session.batch_due.is_some_and(|due| due <= now);
+        if send_now {
+            self.flush_batch(id);
+        } else if session.batch_due.is_none() {
+            session.batch_due = Some(now + BATCH_DELAY);
+        }
+    }
+
+    /// Send a session's pending output to its clients as one frame (writing
+    /// to their sockets at once rather than a poll round later), and keep it
+    /// in the replay ring.
+    fn flush_batch(&mut self, id: u32) {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        session.batch_due = None;
+        if session.batch_len == 0 {
+            return;
+        }
+        let data = &session.batch[..session.batch_len];
+        let seq = session.ring.next_seq();
+        session.ring.push(data);
+        for c in self.clients.iter_mut() {
+            if c.target.as_ref().map(key) == Some(id) {
+                wire::encode_output(seq, data, c.wbuf.tail());
+                // Errors surface in the next poll round (POLLERR/POLLHUP).
+                let _ = write_pending(c);
+            }
+        }
+        session.batch_len = 0;
+    }
+
+    fn flush_due_batches(&mut self) {
+        let now = Instant::now();
+        let due: Vec<u32> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.batch_due.is_some_and(|d| d <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.flush_batch(id);
         }
     }
 
@@ -349,15 +500,7 @@ impl Server {
     }
 
     fn write_client(&mut self, i: usize) -> bool {
-        let c = &mut self.clients[i];
-        match c.stream.write(&c.wbuf) {
-            Ok(n) => {
-                c.wbuf.drain(..n);
-                true
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => true,
-            Err(_) => false,
-        }
+        write_pending(&mut self.clients[i])
     }
 
     fn read_client(&mut self, i: usize) -> bool {
@@ -393,7 +536,7 @@ impl Server {
     }
 
     fn reply(&mut self, i: usize, reply: Reply) {
-        wire::encode(&Frame::Control(reply), &mut self.clients[i].wbuf);
+        wire::encode(&Frame::Control(reply), self.clients[i].wbuf.tail());
     }
 
     fn handle(&mut self, i: usize, frame: Frame<Request>) {
@@ -501,7 +644,7 @@ impl Server {
             self.reply(i, Reply::Gap { from, to });
         }
         if !replay.data.is_empty() {
-            wire::encode_output(replay.seq, &replay.data, &mut self.clients[i].wbuf);
+            wire::encode_output(replay.seq, &replay.data, self.clients[i].wbuf.tail());
         }
         self.clients[i].target = Some(target);
         if let Some(code) = exit {
@@ -541,13 +684,17 @@ impl Server {
     fn broadcast_exit(&mut self, id: u32, code: i32) {
         for c in self.clients.iter_mut() {
             if c.target.as_ref().map(key) == Some(id) || (id == 0 && c.watch) {
-                wire::encode(&Frame::Control(Reply::Exit { code }), &mut c.wbuf);
+                wire::encode(&Frame::Control(Reply::Exit { code }), c.wbuf.tail());
             }
         }
     }
 
     /// The main process is gone: record it, clean up if asked, tell everyone, flush, exit.
     fn finish(mut self) -> i32 {
+        let ids: Vec<u32> = self.sessions.keys().copied().collect();
+        for id in ids {
+            self.flush_batch(id);
+        }
         let code = self
             .sessions
             .get(&0)
@@ -578,7 +725,7 @@ impl Server {
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_millis(1)),
             ));
-            let _ = c.stream.write_all(&c.wbuf);
+            let _ = c.stream.write_all(c.wbuf.pending());
         }
         0
     }
