@@ -3,6 +3,8 @@
 //!
 //! GLASSBOX_BENCH_ITERS (default 30) sequential runs; GLASSBOX_BENCH_CONCURRENCY
 //! (default 50) creates at once, GLASSBOX_BENCH_ROUNDS (default 2) times.
+//! GLASSBOX_WARM_POOL sets the server's warm pool (default: the server's
+//! default); each round starts once the pool is full again.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -61,11 +63,27 @@ fn report(label: &str, first: &mut [Duration], prompt: &mut [Duration]) {
     );
 }
 
+/// Wait (up to 60 s) until the runtime's warm pool holds `n` ready entries.
+async fn pool_full(s: &Server, n: usize) {
+    let Some(handle) = s.handle.as_ref() else {
+        return;
+    };
+    let rt = handle.state.runtime.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rt.pool_entries().len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn main() {
     runtime::process::supervisor_entrypoint();
     let iters = env("GLASSBOX_BENCH_ITERS", 30);
     let conc = env("GLASSBOX_BENCH_CONCURRENCY", 50);
     let rounds = env("GLASSBOX_BENCH_ROUNDS", 2);
+    let warm_pool = env(
+        "GLASSBOX_WARM_POOL",
+        backend::config::Config::default().warm_pool,
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -76,8 +94,10 @@ fn main() {
             c.capacity.max_containers = 1000;
             c.limits.default_memory_bytes = 64 << 20;
             c.limits.default_disk_bytes = 16 << 20;
+            c.warm_pool = warm_pool;
         })
         .await;
+        println!("warm pool: {warm_pool}");
         let token = s.session().await;
         // Warm up (image, page cache).
         for _ in 0..3 {
@@ -86,6 +106,7 @@ fn main() {
         }
         let (mut first, mut prompt) = (Vec::new(), Vec::new());
         for _ in 0..iters {
+            pool_full(&s, warm_pool.min(1)).await;
             let (f, p, id) = one(&s, &token).await;
             first.push(f);
             prompt.push(p);
@@ -94,6 +115,7 @@ fn main() {
         report("1 at a time", &mut first, &mut prompt);
         let (mut first, mut prompt) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
+            pool_full(&s, warm_pool).await;
             let runs = (0..conc).map(|_| one(&s, &token));
             let results = futures_util::future::join_all(runs).await;
             for (f, p, id) in results {
