@@ -12,6 +12,8 @@ use crate::sessions::{ContainerEntry, SessionStore, Watched};
 use crate::state::AppState;
 use crate::supervisor;
 use protocol::{ContainerEvent, EventsMessage};
+use runtime::cgroups::EventCounters;
+use runtime::events::limit_events;
 use runtime::process::wire::{Reply, Request, Target};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -51,31 +53,22 @@ fn sample(watched: Vec<Watched>) {
             let Ok(stats) = entry.cgroup.stats() else {
                 continue;
             };
-            let (oom_before, pids_before) = {
-                let mut c = entry.counters.lock().unwrap_or_else(|p| p.into_inner());
-                let before = *c;
-                *c = (stats.oom_kills, stats.pids_limit_hits);
-                before
+            let now_counters = EventCounters {
+                oom_kills: stats.oom_kills,
+                pids_limit_hits: stats.pids_limit_hits,
             };
-            if stats.oom_kills > oom_before {
-                let _ = events_tx.send(EventsMessage::Event {
-                    event: ContainerEvent::OomKill {
-                        id: entry.id.clone(),
-                        count: stats.oom_kills,
-                        limit_bytes: stats.memory_limit,
-                    },
-                    at_ms: now,
-                });
-            }
-            if stats.pids_limit_hits > pids_before {
-                let _ = events_tx.send(EventsMessage::Event {
-                    event: ContainerEvent::PidsLimit {
-                        id: entry.id.clone(),
-                        count: stats.pids_limit_hits,
-                        limit: stats.pids_limit,
-                    },
-                    at_ms: now,
-                });
+            let before = std::mem::replace(
+                &mut *entry.counters.lock().unwrap_or_else(|p| p.into_inner()),
+                now_counters,
+            );
+            for event in limit_events(
+                &entry.id,
+                before,
+                now_counters,
+                stats.memory_limit,
+                stats.pids_limit,
+            ) {
+                let _ = events_tx.send(EventsMessage::Event { event, at_ms: now });
             }
             snapshot.push((entry.id.clone(), stats));
         }

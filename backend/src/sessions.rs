@@ -41,7 +41,7 @@ pub struct ContainerEntry {
     /// What it was created from (limits resolved): a restart makes it again.
     pub spec: protocol::api::CreateContainer,
     /// OOM kills and refused forks at the last stats sample.
-    pub counters: Mutex<(u64, u64)>,
+    pub counters: Mutex<runtime::cgroups::EventCounters>,
 }
 
 pub struct Session {

@@ -99,20 +99,13 @@ impl EventMonitor {
         let Ok(now) = self.cgroup.event_counters() else {
             return;
         };
-        if now.oom_kills > self.last.oom_kills {
-            events.push(ContainerEvent::OomKill {
-                id: self.id.clone(),
-                count: now.oom_kills,
-                limit_bytes: self.memory_limit,
-            });
-        }
-        if now.pids_limit_hits > self.last.pids_limit_hits {
-            events.push(ContainerEvent::PidsLimit {
-                id: self.id.clone(),
-                count: now.pids_limit_hits,
-                limit: self.pids_limit,
-            });
-        }
+        events.extend(limit_events(
+            &self.id,
+            self.last,
+            now,
+            self.memory_limit,
+            self.pids_limit,
+        ));
         self.last = now;
     }
 
@@ -136,5 +129,62 @@ impl EventMonitor {
                 self.exited = true;
             }
         }
+    }
+}
+
+/// The limit events between two readings of a cgroup's counters: an OOM
+/// kill and/or a refused fork, each with the running total and its limit.
+pub fn limit_events(
+    id: &str,
+    before: EventCounters,
+    now: EventCounters,
+    memory_limit: Option<u64>,
+    pids_limit: Option<u64>,
+) -> Vec<ContainerEvent> {
+    let mut events = Vec::new();
+    if now.oom_kills > before.oom_kills {
+        events.push(ContainerEvent::OomKill {
+            id: id.to_string(),
+            count: now.oom_kills,
+            limit_bytes: memory_limit,
+        });
+    }
+    if now.pids_limit_hits > before.pids_limit_hits {
+        events.push(ContainerEvent::PidsLimit {
+            id: id.to_string(),
+            count: now.pids_limit_hits,
+            limit: pids_limit,
+        });
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_increases_are_events() {
+        let c = |oom_kills, pids_limit_hits| EventCounters {
+            oom_kills,
+            pids_limit_hits,
+        };
+        assert!(limit_events("x", c(1, 2), c(1, 2), None, None).is_empty());
+        let ev = limit_events("x", c(0, 2), c(1, 5), Some(64 << 20), Some(32));
+        assert_eq!(
+            ev,
+            vec![
+                ContainerEvent::OomKill {
+                    id: "x".into(),
+                    count: 1,
+                    limit_bytes: Some(64 << 20)
+                },
+                ContainerEvent::PidsLimit {
+                    id: "x".into(),
+                    count: 5,
+                    limit: Some(32)
+                },
+            ]
+        );
     }
 }

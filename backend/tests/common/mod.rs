@@ -260,7 +260,7 @@ impl Server {
     /// Mounts of containers (their RW layers); warm containers in the
     /// runtime's pool are not counted.
     pub fn mounts(&self) -> Vec<String> {
-        mounts_under(&self.state_dir().join("containers"))
+        runtime::rootfs::rw::mounts_under(&self.state_dir().join("containers"))
     }
 
     /// Shut down; afterwards nothing of ours is mounted, warm pool included.
@@ -268,7 +268,7 @@ impl Server {
         if let Some(h) = self.handle.take() {
             h.shutdown().await;
         }
-        let left = mounts_under(self.state_dir());
+        let left = runtime::rootfs::rw::mounts_under(self.state_dir());
         assert!(left.is_empty(), "mounts left after shutdown: {left:?}");
     }
 }
@@ -341,14 +341,4 @@ pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     f()
-}
-
-fn mounts_under(dir: &std::path::Path) -> Vec<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let prefix = dir.to_string_lossy().into_owned();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|mp| mp.starts_with(&prefix))
-        .map(str::to_string)
-        .collect()
 }

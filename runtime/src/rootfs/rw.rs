@@ -83,13 +83,19 @@ pub fn remove(dir: &ContainerDir) -> Result<(), RootfsError> {
     }
 }
 
-/// True if `path` is a mount point in our mount namespace.
-pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy();
+/// Mount points at or below `dir` in our mount namespace.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let prefix = dir.to_string_lossy();
     info.lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .any(|mp| mp == want)
+        .filter(|mp| mp.starts_with(prefix.as_ref()))
+        .map(str::to_string)
+        .collect()
+}
+
+/// True if `path` is a mount point in our mount namespace.
+pub fn is_mounted(path: &Path) -> bool {
+    let want = path.to_string_lossy();
+    mounts_under(path).iter().any(|mp| *mp == want)
 }

@@ -93,17 +93,7 @@ impl Env {
     /// Host mounts of containers under this state dir (the RW-layer tmpfs of
     /// each container; warm containers in `pool/` are not counted).
     pub fn mounts(&self) -> Vec<String> {
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let prefix = self
-            .path()
-            .join("containers")
-            .to_string_lossy()
-            .into_owned();
-        info.lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|mp| mp.starts_with(&prefix))
-            .map(str::to_string)
-            .collect()
+        runtime::rootfs::rw::mounts_under(&self.path().join("containers"))
     }
 
     pub fn container_dirs(&self) -> Vec<String> {
@@ -135,12 +125,7 @@ impl Drop for Env {
             let _ = self.cmd(&["rm", "-f", &id]).output();
         }
         let _ = self.cmd(&["pool", "drain"]).output();
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let prefix = self.path().to_string_lossy().into_owned();
-        let left: Vec<&str> = info
-            .lines()
-            .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix)))
-            .collect();
+        let left = runtime::rootfs::rw::mounts_under(self.path());
         if !std::thread::panicking() {
             assert!(
                 left.is_empty(),
