@@ -119,6 +119,19 @@ export async function typeLine(page, text) {
   await page.keyboard.press('Enter');
 }
 
+/// Clear the screen and wait for the prompt that follows, on row 2.
+///
+/// Busybox's line editor asks the terminal where its cursor is at each
+/// prompt. At row 1, column 5 the answer (ESC [1;5R) starts like Ctrl+Right
+/// (ESC [1;5C); the editor then reads on for up to 15 bytes and drops them
+/// all, so a fast typist right after a bare `clear` loses keys. A prompt on
+/// row 2 answers ESC [2;5R, which matches no key.
+export async function clearScreen(page) {
+  await typeLine(page, 'clear; echo cleared');
+  await waitForScreen(page, /^cleared\s*$/);
+  await waitForScreen(page, /# *$/);
+}
+
 /// Wait until some terminal row matches `re`; returns the match.
 export async function waitForScreen(page, re, timeout = 10_000) {
   const deadline = Date.now() + timeout;

@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  api, launch, run, screenRows, shot, startServer, typeLine, waitForScreen, waitForText,
+  api, clearScreen, launch, run, screenRows, shot, startServer, typeLine, waitForScreen, waitForText,
 } from './harness.mjs';
 
 const PROMPT = /# *$/;
@@ -119,8 +119,7 @@ test('a yes flood on the terminal does not freeze the tab', async () => {
 });
 
 test('a dropped socket reconnects and replays what was missed', async () => {
-  await typeLine(page, 'clear');
-  await waitForPrompt();
+  await clearScreen(page);
   // Drop every terminal socket, as a bad network would, while output is due.
   await typeLine(page, 'sleep 1; echo after-the-drop');
   const dropped = await page.evaluate(() => {
@@ -144,7 +143,7 @@ test('resize reaches the container', async () => {
   const [, rows1, cols1] = await run(page, 'stty size | sed s/^/size=/', /^size=(\d+) (\d+)/);
   await page.setViewportSize({ width: 1100, height: 700 });
   await page.waitForTimeout(500);
-  await typeLine(page, 'clear');
+  await clearScreen(page);
   const [, rows2, cols2] = await run(page, 'stty size | sed s/^/size=/', /^size=(\d+) (\d+)/);
   assert.ok(rows1 !== rows2 || cols1 !== cols2, `size stayed ${rows1}x${cols1}`);
   await page.setViewportSize({ width: 1280, height: 800 });
