@@ -90,12 +90,13 @@ test('the CPU chart moves under yes > /dev/null', async () => {
   await typeLine(page, 'yes > /dev/null &');
   const [, cpu] = await waitForText(page, '[data-testid=chart-cpu] .chart-value', /(\d+(?:\.\d+)?)\s*%/, 15_000)
     .then(async () => {
-      // Wait for a reading well above idle.
+      // Wait for a reading well above idle (about 0 %; a busy host gives
+      // yes less than its 1 CPU).
       const deadline = Date.now() + 15_000;
       for (;;) {
         const v = await page.textContent('[data-testid=chart-cpu] .chart-value');
         const m = v.match(/(\d+(?:\.\d+)?)\s*%/);
-        if (m && Number(m[1]) >= 30) return m;
+        if (m && Number(m[1]) >= 15) return m;
         if (Date.now() > deadline) throw new Error(`CPU chart stays at ${v}`);
         await page.waitForTimeout(200);
       }
@@ -134,7 +135,7 @@ test('a dropped socket reconnects and replays what was missed', async () => {
   });
   assert.ok(dropped >= 1);
   await waitForScreen(page, /^after-the-drop/, 15_000);
-  await waitForText(page, '.term-card', /live/);
+  await waitForText(page, '.term-card:not(.hidden)', /live/);
   const [, v] = await run(page, 'echo still-$((40+2))', /^still-(\d+)/);
   assert.equal(v, '42');
 });
@@ -164,9 +165,48 @@ test('Ctrl+Shift+V and right-click paste into the terminal', async () => {
   await waitForScreen(page, /^right-16/);
 });
 
+test('colours, Ctrl+Shift+C, vi and top work in the terminal', async () => {
+  // Colours: SGR 31 reaches xterm as red (its DOM renderer's xterm-fg-1).
+  await run(page, "printf '\\033[31mred-%s\\033[0m\\n' text", /^red-text/);
+  const red = await page.$$eval('.term-host:not(.hidden) .xterm-rows span.xterm-fg-1',
+    (spans) => spans.map((e) => e.textContent).join(''));
+  assert.match(red, /red-text/);
+  // Ctrl+Shift+C copies the selection (a double-clicked word).
+  await run(page, 'echo copy-$((6*7))-me', /^copy-42-me/);
+  const rowBox = await page.$$eval('.term-host:not(.hidden) .xterm-rows > div', (rows) => {
+    const r = rows.find((d) => d.textContent.startsWith('copy-42-me'));
+    const b = r.getBoundingClientRect();
+    return { x: b.left, y: b.top + b.height / 2 };
+  });
+  await page.evaluate(() => navigator.clipboard.writeText('nothing yet'));
+  await page.mouse.dblclick(rowBox.x + 12, rowBox.y);
+  await page.keyboard.press('Control+Shift+C');
+  await page.waitForTimeout(200);
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), 'copy-42-me');
+  // vi: full-screen, insert, :wq, and the file is written.
+  await typeLine(page, 'vi /tmp/from-vi');
+  await waitForScreen(page, /^~\s*$/);
+  await page.keyboard.type('ihello from vi');
+  await page.keyboard.press('Escape');
+  // Busybox vi reads ESC followed within 50 ms by more keys as one (unknown,
+  // dropped) escape sequence; a person pauses here anyway.
+  await page.waitForTimeout(300);
+  await page.keyboard.type(':wq');
+  await page.keyboard.press('Enter');
+  await waitForPrompt();
+  await run(page, 'cat /tmp/from-vi | sed s/^/file:/', /^file:hello from vi/);
+  // top: a full-screen refresh with the process table, q quits.
+  await typeLine(page, 'top');
+  await waitForScreen(page, /^\s*PID\s+PPID\s+USER/);
+  await waitForScreen(page, /^Mem:/);
+  await shot(page, '03b-top');
+  await page.keyboard.press('q');
+  await clearScreen(page);
+});
+
 test('an exec tab joins the same container', async () => {
-  await page.click('[data-testid=exec]');
-  await page.waitForSelector('.ttab[data-serial="1"]');
+  await page.click('.term-card:not(.hidden) [data-testid=exec]');
+  await page.waitForSelector('.term-card:not(.hidden) .ttab[data-serial="1"]');
   await page.waitForSelector('.term-host[data-kind=exec]:not(.hidden) .xterm-rows');
   await waitForPrompt();
   await typeLine(page, 'hostname');
@@ -174,8 +214,9 @@ test('an exec tab joins the same container', async () => {
   // Both shells, the main one and this one, are in the container.
   const [, count] = await run(page, 'ps | grep -c "[s]h$" | sed s/^/shells=/', /^shells=(\d+)/);
   assert.ok(Number(count) >= 2, `${count} shells`);
+  await run(page, 'echo kept-$((1+1))', /^kept-2/);
   await shot(page, '04-exec');
-  await page.click('.ttab[data-serial="0"]');
+  await page.click('.term-card:not(.hidden) .ttab[data-serial="0"]');
 });
 
 test('rm /bin/sh lands in the filesystem view as a deletion', async () => {
@@ -210,6 +251,17 @@ test('create a container with limits from the form', async () => {
   assert.equal(lab.limits.memory_bytes, 48 << 20);
   assert.equal(lab.limits.pids, 40);
   await waitForText(page, '.ctr.selected', /48 MiB/);
+  // Back to the first container: its exec tab and that shell are still there.
+  await page.click(`.ctr[data-id="${main.id}"]`);
+  const card = `.term-card[data-container="${main.id}"]`;
+  await page.waitForSelector(`${card}:not(.hidden)`);
+  await page.click(`${card} .ttab[data-serial="1"]`);
+  await waitForScreen(page, /^kept-2/);
+  await waitForText(page, `${card} .ttab[data-serial="1"]`, /exec 1/);
+  assert.equal(await page.getAttribute(`${card} .ttab[data-serial="1"]`, 'title'), 'live');
+  await page.click(`${card} .ttab[data-serial="0"]`);
+  await page.click('.ctr:has-text("lab")');
+  await page.waitForSelector('.term-card:not(.hidden)[data-container]:not([data-container="' + main.id + '"])');
 });
 
 test('a memory hog gets OOM-killed and the feed says so', async () => {

@@ -32,6 +32,27 @@ pub struct FeedItem {
     pub text: String,
     /// What it means, for the curious (may be empty).
     pub detail: String,
+    /// A limit event: a run of them from one container is one line whose
+    /// count and time move, not a flood of lines (a fork bomb makes
+    /// thousands of refusals a second).
+    pub repeats: bool,
+}
+
+/// Add `item` at the front of the feed, newest first, merging it into the
+/// newest line when it repeats that line's limit event; then keep `cap` lines.
+pub fn push(feed: &mut std::collections::VecDeque<FeedItem>, item: FeedItem, cap: usize) {
+    match feed.front_mut() {
+        Some(top)
+            if item.repeats
+                && top.repeats
+                && top.container_id == item.container_id
+                && top.text == item.text =>
+        {
+            *top = item;
+        }
+        _ => feed.push_front(item),
+    }
+    feed.truncate(cap);
 }
 
 /// Describe an event. `name` is the container's name when known.
@@ -40,6 +61,10 @@ pub fn describe(event: &ContainerEvent, name: Option<&str>, at_ms: u64) -> FeedI
     let who = name
         .map(str::to_string)
         .unwrap_or_else(|| format::short_id(&id).to_string());
+    let repeats = matches!(
+        event,
+        ContainerEvent::OomKill { .. } | ContainerEvent::PidsLimit { .. }
+    );
     let (severity, text, detail) = match event {
         ContainerEvent::Created { .. } => (
             Severity::Good,
@@ -86,6 +111,7 @@ pub fn describe(event: &ContainerEvent, name: Option<&str>, at_ms: u64) -> FeedI
         severity,
         text,
         detail,
+        repeats,
     }
 }
 
@@ -199,6 +225,51 @@ mod tests {
         assert_eq!(item.text, "fork refused: pids limit 64 reached");
         assert!(item.detail.contains("7 refusals"));
         assert_eq!(item.container_id, "abc");
+    }
+
+    #[test]
+    fn a_run_of_limit_events_is_one_line_with_the_latest_count() {
+        let mut feed = std::collections::VecDeque::new();
+        let pids = |count, id: &str| ContainerEvent::PidsLimit {
+            id: id.into(),
+            count,
+            limit: Some(40),
+        };
+        for n in 1..=500 {
+            push(&mut feed, describe(&pids(n, "a"), Some("lab"), n), 50);
+        }
+        assert_eq!(feed.len(), 1);
+        assert!(
+            feed[0].detail.contains("500 refusals"),
+            "{}",
+            feed[0].detail
+        );
+        assert_eq!(feed[0].at_ms, 500);
+        // Another container's events, an exit, then more refusals: new lines.
+        push(&mut feed, describe(&pids(1, "b"), Some("web"), 501), 50);
+        push(
+            &mut feed,
+            describe(
+                &ContainerEvent::Exited {
+                    id: "a".into(),
+                    code: 0,
+                },
+                Some("lab"),
+                502,
+            ),
+            50,
+        );
+        push(&mut feed, describe(&pids(501, "a"), Some("lab"), 503), 50);
+        assert_eq!(feed.len(), 4);
+        // Exits never merge, and the cap holds.
+        for n in 0..60 {
+            let exit = ContainerEvent::Exited {
+                id: "a".into(),
+                code: 0,
+            };
+            push(&mut feed, describe(&exit, Some("lab"), 600 + n), 50);
+        }
+        assert_eq!(feed.len(), 50);
     }
 
     #[test]

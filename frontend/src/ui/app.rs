@@ -349,11 +349,20 @@ pub fn app() -> Html {
                     <EventsFeed store={store.clone()} />
                 </aside>
                 <section class="center">
-                    { match (&store.phase, selected.as_ref()) {
-                        (Phase::Live, Some(info)) => html!{ <Terminals key={info.id.clone()} info={info.clone()} dark={store.dark} /> },
-                        (Phase::Live, None) => html!{ <div class="card hero"><h2>{"No container selected"}</h2><p class="muted">{"Create one with New, on the left."}</p></div> },
-                        (phase, _) => hero(phase, store.server_reachable, on_start),
-                    } }
+                    // Every container keeps its terminals (and exec tabs) while
+                    // another one is selected: only the selected card shows.
+                    // The keyed cards sit alone in an element of their own: Yew
+                    // diffs a keyed list inside a fragment by position, which
+                    // would remount the first card when a second one arrives.
+                    { if store.phase == Phase::Live { html!{ <>
+                        <div class="term-stack">
+                            { for store.containers.iter().map(|info| html!{
+                                <Terminals key={info.id.clone()} info={info.clone()} dark={store.dark}
+                                    visible={selected.as_ref().is_some_and(|s| s.id == info.id)} />
+                            }) }
+                        </div>
+                        { if selected.is_none() { html!{ <div class="card hero"><h2>{"No container selected"}</h2><p class="muted">{"Create one with New, on the left."}</p></div> } } else { html!{} } }
+                    </> } } else { hero(&store.phase, store.server_reachable, on_start) } }
                 </section>
                 <aside class="right">
                     <Charts history={history.clone()} />
@@ -403,6 +412,8 @@ fn capitalize(s: &str) -> String {
 struct TerminalsProps {
     info: ContainerInfo,
     dark: bool,
+    /// The selected container's card shows; the others stay mounted, hidden.
+    visible: bool,
 }
 
 /// The terminal card: the main terminal plus exec tabs.
@@ -465,7 +476,7 @@ fn terminals(props: &TerminalsProps) -> Html {
         html! {
             <TermPane key={serial.to_string()} container_id={AttrValue::from(props.info.id.clone())}
                 kind={if serial == 0 { Kind::Main } else { Kind::Exec }} {serial}
-                dark={props.dark} active={*active == serial} on_status={on_status.clone()} />
+                dark={props.dark} active={props.visible && *active == serial} on_status={on_status.clone()} />
         }
     });
     let cur = status
@@ -473,7 +484,7 @@ fn terminals(props: &TerminalsProps) -> Html {
         .cloned()
         .unwrap_or_else(|| "connecting".into());
     html! {
-        <div class="card term-card">
+        <div class={classes!("card", "term-card", (!props.visible).then_some("hidden"))} data-container={props.info.id.clone()}>
             <div class="term-bar">
                 <div class="ttabs" role="tablist">{ for strip }
                     <button class="ttab add" onclick={add_exec} disabled={!running} title="A new shell that joins this container's namespaces (docker exec)" data-testid="exec">{icon(ICON_PLUS)}{"exec"}</button>

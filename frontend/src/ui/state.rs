@@ -199,8 +199,7 @@ impl Reducible for AppState {
             }
             Action::Event { event, at_ms } => {
                 let item = feed::describe(&event, s.name_of(event.container_id()), at_ms);
-                s.feed.push_front(item);
-                s.feed.truncate(FEED_CAP);
+                feed::push(&mut s.feed, item, FEED_CAP);
                 match &event {
                     ContainerEvent::Exited { id, code } => {
                         if let Some(c) = s.containers.iter_mut().find(|c| &c.id == id) {
