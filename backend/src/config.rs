@@ -408,6 +408,19 @@ mod tests {
     }
 
     #[test]
+    fn egress_is_off_unless_enabled_and_its_subnet_is_checked() {
+        let c = Config::default();
+        assert!(!c.network.egress);
+        assert!(c.network.egress_options().unwrap().is_none());
+        let on: Config = toml::from_str("[network]\negress = true\n").unwrap();
+        let opts = on.network.egress_options().unwrap().expect("enabled");
+        assert_eq!(opts.bridge, "glassbox0");
+        let public: Config =
+            toml::from_str("[network]\negress = true\nsubnet = \"8.8.8.0/24\"\n").unwrap();
+        assert!(public.validate().is_err());
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
         let mut c = Config::default();

@@ -29,6 +29,7 @@ tests!(
     idle_sessions_expire_and_lose_their_containers,
     stop_restart_and_limits,
     extend_pushes_the_idle_deadline_only,
+    egress_is_refused_unless_the_operator_enabled_it,
 );
 
 const T: Duration = Duration::from_secs(15);
@@ -789,5 +790,38 @@ async fn extend_pushes_the_idle_deadline_only() {
         s.get(&"x".repeat(64), "/api/v1/sessions/current").await.0,
         401
     );
+    s.stop().await;
+}
+
+async fn egress_is_refused_unless_the_operator_enabled_it() {
+    let s = Server::start(|_| {}).await;
+    let token = s.session().await;
+    let (st, v) = s
+        .post(
+            &token,
+            "/api/v1/containers",
+            &json!({"image": "busybox", "network": "egress"}),
+        )
+        .await;
+    assert_eq!(st, 403, "{v}");
+    assert_eq!(v["error"]["code"], "forbidden");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("egress"),
+        "{v}"
+    );
+    let (st, v) = s
+        .post(
+            &token,
+            "/api/v1/containers",
+            &json!({"image": "busybox", "network": "wifi"}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    let (_, list) = s.get(&token, "/api/v1/containers").await;
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+    // Asking for none, or nothing, is a container with loopback only.
+    let c = s.container(&token, json!({"network": "none"})).await;
+    assert_eq!(c["network"]["mode"], "none", "{c}");
+    assert!(c["network"].get("address").is_none(), "{c}");
     s.stop().await;
 }
