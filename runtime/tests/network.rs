@@ -439,3 +439,42 @@ fn net_remove_releases_the_veth_the_address_and_the_port_even_after_a_crash() {
     );
     net.env.assert_clean();
 }
+
+#[test]
+fn net_concurrent_creates_get_distinct_addresses() {
+    let net = Net::new();
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    net.ok(&["run", "-d", "--network", "egress", "busybox", "sleep", "60"])
+                        .trim()
+                        .to_string()
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("create thread"))
+            .collect()
+    });
+    let mut addrs: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            net.env.inspect(id)["network"]["address"]
+                .as_str()
+                .expect("address")
+                .to_string()
+        })
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), ids.len(), "{addrs:?}");
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(ids.iter().map(String::as_str));
+    net.ok(&rm);
+    assert!(
+        net.port_entries().lines().all(|l| !l.contains("gbx")),
+        "{}",
+        net.port_entries()
+    );
+}
