@@ -89,9 +89,9 @@ pub fn ensure(opts: &EgressOptions) -> Result<(), NetworkError> {
         .map(|s| s.trim() != "1")
         .unwrap_or(true)
     {
-        std::fs::write(fwd, b"1").map_err(|e| NetworkError::Sys {
+        std::fs::write(fwd, b"1").map_err(|source| NetworkError::Io {
             what: "enabling IPv4 forwarding",
-            source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            source,
         })?;
         tracing::warn!("enabled net.ipv4.ip_forward for container egress");
     }

@@ -49,6 +49,13 @@ pub enum NetworkError {
         what: &'static str,
         source: nix::Error,
     },
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
 /// The operator's egress setup. A runtime without it refuses egress.
@@ -110,7 +117,7 @@ impl EgressOptions {
                 && s.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         };
-        if !name_ok(bridge, 15) || bridge.starts_with(VETH_PREFIX) && bridge.len() == 15 {
+        if !name_ok(bridge, 15) || looks_like_veth(bridge) {
             return Err(bad(format!("bridge name {bridge:?}")));
         }
         if !name_ok(table, 32) || table.contains('-') {
@@ -188,7 +195,7 @@ pub fn allocate(
     id: &str,
 ) -> Result<NetworkRecord, NetworkError> {
     let mut taken = std::collections::HashSet::new();
-    for other in state.container_ids().unwrap_or_default() {
+    for other in state.container_ids()? {
         if let Ok(c) = state.container(&other).read_config() {
             if let Some(n) = c.network {
                 taken.insert(u32::from(n.address));
@@ -216,6 +223,16 @@ pub fn allocate(
     })
 }
 
+/// Whether `name` has the shape of a container's veth (the leak check's too).
+fn looks_like_veth(name: &str) -> bool {
+    name.strip_prefix(VETH_PREFIX).is_some_and(|rest| {
+        rest.len() == 12
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 pub fn veth_name(id: &str) -> String {
     format!("{VETH_PREFIX}{}", &id[..id.len().min(12)])
 }
@@ -227,7 +244,7 @@ mod tests {
     #[test]
     fn options_are_checked() {
         let o = EgressOptions::new("glassbox0", "10.88.0.0/16", "glassbox").unwrap();
-        assert_eq!(o.gateway(), Ipv4Addr::new(10, 88, 0, 2 - 1));
+        assert_eq!(o.gateway(), Ipv4Addr::new(10, 88, 0, 1));
         assert_eq!(o.hosts().len(), 65536 - 3);
         let small = EgressOptions::new("br", "192.168.7.0/29", "t").unwrap();
         assert_eq!(small.hosts().len(), 5);
@@ -238,6 +255,7 @@ mod tests {
             ("glassbox0", "10.88.0.0", "glassbox"),
             ("bad name", "10.88.0.0/16", "glassbox"),
             ("glassbox0", "10.88.0.0/16", "x;flush ruleset"),
+            ("gbx0123456789ab", "10.88.0.0/16", "glassbox"),
         ] {
             assert!(EgressOptions::new(b, s, t).is_err(), "{b} {s} {t}");
         }
