@@ -72,6 +72,10 @@ pub struct Args {
     /// Seconds a session lives at most.
     #[arg(long, env = "GLASSBOX_SESSION_TTL")]
     pub session_ttl_secs: Option<u64>,
+    /// Let containers ask for network egress (`[network] egress`); turns on
+    /// IPv4 forwarding on the host when the first such container starts.
+    #[arg(long, env = "GLASSBOX_EGRESS")]
+    pub egress: bool,
 }
 
 /// Everything the server needs. Field names are the TOML keys.
@@ -103,6 +107,43 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Serve `/metrics`.
     pub metrics: bool,
+    pub network: NetworkConfig,
+}
+
+/// `[network]`: egress for containers that ask for it, off unless enabled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    pub egress: bool,
+    /// Host bridge of egress containers.
+    pub bridge: String,
+    /// Their private subnet (`a.b.c.d/n`, n from 16 to 29, inside RFC 1918).
+    pub subnet: String,
+    /// Name of Glassbox's nftables tables.
+    pub table: String,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            egress: false,
+            bridge: runtime::network::DEFAULT_BRIDGE.into(),
+            subnet: runtime::network::DEFAULT_SUBNET.into(),
+            table: runtime::network::DEFAULT_TABLE.into(),
+        }
+    }
+}
+
+impl NetworkConfig {
+    /// The runtime's egress setting: None unless the operator enabled it.
+    pub fn egress_options(&self) -> Result<Option<runtime::network::EgressOptions>, ConfigError> {
+        if !self.egress {
+            return Ok(None);
+        }
+        runtime::network::EgressOptions::new(&self.bridge, &self.subnet, &self.table)
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid(format!("network: {e}")))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,6 +216,7 @@ impl Default for Config {
             stats_interval_ms: 250,
             max_body_bytes: 64 * 1024,
             metrics: true,
+            network: NetworkConfig::default(),
         }
     }
 }
@@ -265,6 +307,7 @@ impl Config {
         if let Some(v) = args.session_ttl_secs {
             config.sessions.ttl_secs = v;
         }
+        config.network.egress |= args.egress;
         config.validate()?;
         Ok(config)
     }
@@ -319,6 +362,7 @@ impl Config {
                 "ws.max_message_bytes must be at least 1024".into(),
             ));
         }
+        self.network.egress_options()?;
         for o in &self.allowed_origins {
             if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
                 return Err(ConfigError::Invalid(format!(
@@ -361,6 +405,19 @@ mod tests {
         assert_eq!(c.limits.max_memory_bytes, 2 << 30);
         assert_eq!(c.sessions.max_total, 9, "a flag wins over the file");
         assert_eq!(c.limits.default_pids, 256, "unset keys keep their default");
+    }
+
+    #[test]
+    fn egress_is_off_unless_enabled_and_its_subnet_is_checked() {
+        let c = Config::default();
+        assert!(!c.network.egress);
+        assert!(c.network.egress_options().unwrap().is_none());
+        let on: Config = toml::from_str("[network]\negress = true\n").unwrap();
+        let opts = on.network.egress_options().unwrap().expect("enabled");
+        assert_eq!(opts.bridge, "glassbox0");
+        let public: Config =
+            toml::from_str("[network]\negress = true\nsubnet = \"8.8.8.0/24\"\n").unwrap();
+        assert!(public.validate().is_err());
     }
 
     #[test]

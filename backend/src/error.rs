@@ -143,6 +143,9 @@ impl From<ContainerError> for ApiError {
             ContainerError::InvalidName(_) | ContainerError::InvalidHostname(_) => {
                 ApiError::BadRequest(e.to_string())
             }
+            ContainerError::Network(e @ runtime::network::NetworkError::EgressDisabled) => {
+                ApiError::Forbidden(e.to_string())
+            }
             ContainerError::Running(_) | ContainerError::NotRunning(_) => {
                 ApiError::Conflict(e.to_string())
             }

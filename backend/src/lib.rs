@@ -43,6 +43,8 @@ pub enum ServeError {
     },
     #[error("starting: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// The whole HTTP application.
@@ -121,6 +123,7 @@ pub async fn serve(config: Config) -> Result<(SocketAddr, ServerHandle), ServeEr
     let mut opts = RuntimeOptions::new(config.state_dir.clone());
     opts.cgroup_parent = config.cgroup_parent.clone();
     opts.warm_pool = config.warm_pool;
+    opts.egress = config.network.egress_options()?;
     let remove_orphans = config.remove_orphans;
     let runtime = tokio::task::spawn_blocking(move || -> Result<Runtime, ServeError> {
         let rt = Runtime::open(opts)?;

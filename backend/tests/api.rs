@@ -29,6 +29,7 @@ tests!(
     idle_sessions_expire_and_lose_their_containers,
     stop_restart_and_limits,
     extend_pushes_the_idle_deadline_only,
+    egress_is_refused_unless_the_operator_enabled_it,
 );
 
 const T: Duration = Duration::from_secs(15);
@@ -790,4 +791,88 @@ async fn extend_pushes_the_idle_deadline_only() {
         401
     );
     s.stop().await;
+}
+
+async fn egress_is_refused_unless_the_operator_enabled_it() {
+    let s = Server::start(|_| {}).await;
+    let token = s.session().await;
+    let (st, v) = s
+        .post(
+            &token,
+            "/api/v1/containers",
+            &json!({"image": "busybox", "network": "egress"}),
+        )
+        .await;
+    assert_eq!(st, 403, "{v}");
+    assert_eq!(v["error"]["code"], "forbidden");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("egress"),
+        "{v}"
+    );
+    let (st, v) = s
+        .post(
+            &token,
+            "/api/v1/containers",
+            &json!({"image": "busybox", "network": "wifi"}),
+        )
+        .await;
+    assert_eq!(st, 400, "{v}");
+    let (_, list) = s.get(&token, "/api/v1/containers").await;
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+    // Asking for none, or nothing, is a container with loopback only.
+    let c = s.container(&token, json!({"network": "none"})).await;
+    assert_eq!(c["network"]["mode"], "none", "{c}");
+    assert!(c["network"].get("address").is_none(), "{c}");
+    s.stop().await;
+
+    // Enabled: the container gets eth0 on the bridge, and loses it on delete.
+    let pid = std::process::id() % 100_000;
+    let egress = runtime::network::EgressOptions::new(
+        &format!("gbxa{pid}"),
+        &format!("10.86.{}.0/24", 1 + pid % 250),
+        &format!("glassbox_a{pid}"),
+    )
+    .expect("egress options");
+    let _teardown = EgressTeardown::new(egress.clone());
+    let s = Server::start(|c| {
+        c.network.egress = true;
+        c.network.bridge = egress.bridge.clone();
+        c.network.subnet = format!("{}/{}", egress.subnet, egress.prefix);
+        c.network.table = egress.table.clone();
+    })
+    .await;
+    let token = s.session().await;
+    let c = s.container(&token, json!({"network": "egress"})).await;
+    assert_eq!(c["network"]["mode"], "egress", "{c}");
+    assert_eq!(c["network"]["gateway"], egress.gateway().to_string(), "{c}");
+    let veth = c["network"]["veth"].as_str().expect("veth").to_string();
+    let link = std::path::Path::new("/sys/class/net").join(&veth);
+    assert!(link.exists(), "{c}");
+    let id = c["id"].as_str().expect("id");
+    let (st, _) = s.delete(&token, &format!("/api/v1/containers/{id}")).await;
+    assert_eq!(st, 204);
+    assert!(!link.exists(), "{veth} left after delete");
+    s.stop().await;
+}
+
+/// Removes a test's egress bridge and tables, and puts forwarding back.
+struct EgressTeardown {
+    opts: runtime::network::EgressOptions,
+    forward: String,
+}
+
+impl EgressTeardown {
+    fn new(opts: runtime::network::EgressOptions) -> Self {
+        let forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
+        EgressTeardown { opts, forward }
+    }
+}
+
+impl Drop for EgressTeardown {
+    fn drop(&mut self) {
+        let _ = runtime::network::host::teardown(&self.opts);
+        if !self.forward.trim().is_empty() {
+            let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", self.forward.trim());
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! HTTP API bodies.
 
-use crate::container::Limits;
+use crate::container::{Limits, NetworkMode};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -30,6 +30,9 @@ pub struct CreateContainer {
     pub env: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub limits: Option<Limits>,
+    /// `"none"` (the default) or `"egress"`, which the operator must enable.
+    #[serde(default)]
+    pub network: Option<NetworkMode>,
 }
 
 /// Every API error: `{"error":{"code","message"}}`.

@@ -112,6 +112,49 @@ pub struct ContainerInfo {
     pub finished_at_ms: Option<u64>,
     /// PID of the per-container supervisor on the host.
     pub supervisor_pid: Option<u32>,
+    /// The container's network: loopback only, or egress through the host.
+    #[serde(default)]
+    pub network: NetworkInfo,
+}
+
+/// How a container reaches the network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// A network namespace of its own with only `lo` (the default).
+    #[default]
+    None,
+    /// `eth0` on the host's bridge, NAT to the outside, and a deny-list that
+    /// keeps the host, private ranges and cloud metadata out of reach.
+    /// The operator must enable it.
+    Egress,
+}
+
+impl NetworkMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::None => "none",
+            NetworkMode::Egress => "egress",
+        }
+    }
+}
+
+/// The network of one container, as `gbx inspect` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    pub mode: NetworkMode,
+    /// The container's IPv4 address with its prefix, e.g. `10.88.0.2/16`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The default gateway (the host's end, on the bridge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// The host's end of the container's veth pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub veth: Option<String>,
+    /// The host bridge the veth is a port of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
 }
 
 /// One process of a container: the PID map the seed talks about.

@@ -4,6 +4,7 @@
 
 use crate::cgroups::{Cgroup, CgroupError, CgroupParent};
 use crate::image::{ImageError, ImageStore};
+use crate::network::{self, EgressOptions, NetworkError, NetworkMode, NetworkRecord};
 use crate::pool;
 use crate::process::messages::{Refill, SpawnReport};
 use crate::process::spawn::{claim_warm, spawn_supervisor, Stdio3, SupervisorHandle};
@@ -52,6 +53,8 @@ pub enum ContainerError {
     Rootfs(#[from] RootfsError),
     #[error(transparent)]
     Process(#[from] ProcessError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
 }
 
 type Result<T> = std::result::Result<T, ContainerError>;
@@ -66,6 +69,9 @@ pub struct RuntimeOptions {
     pub warm_pool: usize,
     /// How long a warm container waits to be claimed before it removes itself.
     pub warm_idle: std::time::Duration,
+    /// Egress networking, which the operator enables; None: containers that
+    /// ask for it are refused.
+    pub egress: Option<EgressOptions>,
 }
 
 impl RuntimeOptions {
@@ -76,6 +82,7 @@ impl RuntimeOptions {
             cgroup_parent: None,
             warm_pool: 0,
             warm_idle: pool::DEFAULT_IDLE,
+            egress: None,
         }
     }
 }
@@ -103,6 +110,7 @@ pub struct CreateOptions {
     /// The caller's own stdio becomes the container's (foreground, no tty).
     pub foreground: bool,
     pub auto_remove: bool,
+    pub network: NetworkMode,
 }
 
 pub struct Runtime {
@@ -111,6 +119,7 @@ pub struct Runtime {
     cgroup_parent: Option<String>,
     warm_pool: usize,
     warm_idle: std::time::Duration,
+    egress: Option<EgressOptions>,
 }
 
 /// A created container and the handle to learn its exit.
@@ -129,6 +138,7 @@ impl Runtime {
             cgroup_parent: opts.cgroup_parent,
             warm_pool: opts.warm_pool,
             warm_idle: opts.warm_idle,
+            egress: opts.egress,
         })
     }
 
@@ -155,6 +165,11 @@ impl Runtime {
         if let Some(h) = opts.hostname.as_ref().filter(|h| !state::is_valid_name(h)) {
             return Err(ContainerError::InvalidHostname(h.clone()));
         }
+        let egress = match (opts.network, &self.egress) {
+            (NetworkMode::None, _) => None,
+            (NetworkMode::Egress, Some(egress)) => Some(egress),
+            (NetworkMode::Egress, None) => return Err(NetworkError::EgressDisabled.into()),
+        };
         let image = self.images.resolve(&opts.image)?;
         let (dir, warm, config) = {
             let _lock = self.state.lock()?;
@@ -187,6 +202,13 @@ impl Runtime {
                     Cgroup::create(&CgroupParent(self.cgroup_parent.clone()), &id, &opts.limits)?
                 };
                 let name = opts.name.clone().unwrap_or_else(|| id[..12].to_string());
+                let network = match egress {
+                    Some(egress) => {
+                        network::host::ensure(egress)?;
+                        Some(network::allocate(&self.state, egress, &id)?)
+                    }
+                    None => None,
+                };
                 let config = ContainerConfig {
                     id: id.clone(),
                     hostname: opts.hostname.clone().unwrap_or_else(|| name.clone()),
@@ -220,6 +242,7 @@ impl Runtime {
                     auto_remove: opts.auto_remove,
                     cgroup: cgroup.record(),
                     created_at_ms: state::now_ms(),
+                    network,
                 };
                 state::write_json_atomic(&dir.config(), &config)?;
                 if warm.is_some() {
@@ -448,6 +471,7 @@ impl Runtime {
             created_at_ms: config.created_at_ms,
             finished_at_ms: st.finished_at_ms,
             supervisor_pid: if alive { st.supervisor_pid } else { None },
+            network: NetworkRecord::info(config.network.as_ref()),
         }
     }
 

@@ -13,6 +13,8 @@ pub enum Error {
     #[error(transparent)]
     Process(#[from] crate::process::ProcessError),
     #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
+    #[error(transparent)]
     Namespace(#[from] crate::namespaces::NamespaceError),
     #[error(transparent)]
     Tty(#[from] crate::tty::TtyError),

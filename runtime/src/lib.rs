@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod image;
 pub mod namespaces;
+pub mod network;
 pub mod pool;
 pub mod process;
 pub mod rootfs;

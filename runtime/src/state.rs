@@ -75,6 +75,10 @@ pub struct ContainerConfig {
     pub auto_remove: bool,
     pub cgroup: CgroupRecord,
     pub created_at_ms: u64,
+    /// Egress (`None`: loopback only). Recorded before anything is made, so
+    /// that removal can always take the veth and the address back.
+    #[serde(default)]
+    pub network: Option<crate::network::NetworkRecord>,
 }
 
 /// What the supervisor observed. Rewritten atomically on every change.

@@ -13,6 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use protocol::api::CreateContainer;
+use protocol::NetworkMode;
 use protocol::{
     Change, ContainerEvent, ContainerInfo, ContainerState, EventsMessage, ProcessEntry, Stats,
 };
@@ -113,6 +114,12 @@ async fn create_in(
     mut req: CreateContainer,
 ) -> Result<ContainerInfo, ApiError> {
     let started = Instant::now();
+    let network = req.network.unwrap_or_default();
+    if network == NetworkMode::Egress && !state.config.network.egress {
+        return Err(ApiError::Forbidden(
+            "network egress is not enabled on this server".into(),
+        ));
+    }
     let limits = limits::resolve(req.limits, &state.config.limits)?;
     // What a restart makes again: the request with every limit filled in.
     req.limits = Some(limits);
@@ -151,6 +158,7 @@ async fn create_in(
         interactive: true,
         foreground: false,
         auto_remove: false,
+        network,
     };
     let (info, cgroup) = state
         .blocking(move |rt| {

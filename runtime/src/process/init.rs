@@ -82,6 +82,9 @@ pub enum Stdio {
 
 fn setup(plan: &InitPlan, mut fds: Vec<OwnedFd>, chan: &ChildChannel) -> Result<Stdio, String> {
     nix::unistd::sethostname(&plan.hostname).map_err(|e| format!("setting the hostname: {e}"))?;
+    if let Some(net) = &plan.network {
+        crate::network::inside::configure(net).map_err(|e| format!("configuring eth0: {e}"))?;
+    }
     mounts::build_and_enter(&RootfsPlan {
         layers: &plan.layers,
         upper: &plan.upper,

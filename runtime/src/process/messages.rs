@@ -43,6 +43,9 @@ pub struct InitPlan {
     pub tty_size: (u16, u16),
     /// Run Glassbox's init as PID 1 (else the command is PID 1 itself).
     pub init: bool,
+    /// Configure `eth0` (already moved into the namespace by the supervisor).
+    #[serde(default)]
+    pub network: Option<crate::network::inside::InsidePlan>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

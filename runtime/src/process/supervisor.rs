@@ -10,6 +10,7 @@ use super::server::{Server, Session};
 use super::spawn::SPAWN_FD;
 use crate::cgroups::Cgroup;
 use crate::namespaces;
+use crate::network::{self, inside::InsidePlan};
 use crate::pool::{self, WarmArgs};
 use crate::state::{now_ms, ContainerConfig, ContainerDir, RuntimeState, StateDir};
 use nix::unistd::{fork, ForkResult, Pid};
@@ -360,7 +361,18 @@ fn claim_and_start(
         stdio,
         tty_size: config.tty_size.unwrap_or((80, 24)),
         init: config.init,
+        network: config.network.as_ref().map(|n| InsidePlan {
+            address: n.address,
+            prefix: n.prefix,
+            gateway: n.gateway,
+        }),
     };
+    // The veth goes into the container's namespace before the container is
+    // told to go, so that eth0 is there when it configures it.
+    if let Some(net) = &config.network {
+        network::host::attach(net, prepared.pid.as_raw())
+            .map_err(|e| setup_err(format!("attaching the network: {e}")))?;
+    }
     let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
     prepared
         .chan
@@ -450,6 +462,12 @@ fn redirect_stdio_to_null() {
 /// auto-remove and by `rm`.
 pub fn cleanup(dir: &ContainerDir, cgroup: &Cgroup, forget: bool) -> Vec<String> {
     let mut errors = Vec::new();
+    // Before the directory (and with it the record) can go.
+    if let Some(net) = dir.read_config().ok().and_then(|c| c.network) {
+        if let Err(e) = network::host::detach(&net) {
+            errors.push(e.to_string());
+        }
+    }
     if let Err(e) = cgroup.remove() {
         errors.push(e.to_string());
     }

@@ -7,6 +7,7 @@ mod size;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use protocol::Limits;
+use runtime::network::{self, EgressOptions, NetworkMode};
 use runtime::process::client;
 use runtime::{CreateOptions, Runtime, RuntimeOptions};
 use std::io::IsTerminal;
@@ -33,6 +34,20 @@ struct Cli {
         global = true
     )]
     warm_idle_secs: u64,
+    /// Let containers ask for `--network egress` (NAT through a host bridge,
+    /// with a deny-list). Off by default: an operator's decision, as it
+    /// turns on IPv4 forwarding on the host.
+    #[arg(long, env = "GLASSBOX_ALLOW_EGRESS", global = true)]
+    allow_egress: bool,
+    /// Host bridge for egress containers.
+    #[arg(long, env = "GLASSBOX_EGRESS_BRIDGE", default_value = network::DEFAULT_BRIDGE, global = true)]
+    egress_bridge: String,
+    /// Private subnet for egress containers (the gateway is its first address).
+    #[arg(long, env = "GLASSBOX_EGRESS_SUBNET", default_value = network::DEFAULT_SUBNET, global = true)]
+    egress_subnet: String,
+    /// Name of Glassbox's nftables tables (inet and bridge).
+    #[arg(long, env = "GLASSBOX_EGRESS_TABLE", default_value = network::DEFAULT_TABLE, global = true)]
+    egress_table: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -95,6 +110,16 @@ enum Command {
     /// Manage the pool of warm containers (prepared ahead for fast starts).
     #[command(subcommand)]
     Pool(PoolCommand),
+    /// Manage the egress bridge and nftables tables.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+}
+
+#[derive(Subcommand)]
+enum NetworkCommand {
+    /// Remove the egress bridge and Glassbox's nftables tables (they are made
+    /// again by the next egress container). Running egress containers lose egress.
+    Down,
 }
 
 #[derive(Subcommand)]
@@ -152,6 +177,9 @@ struct RunArgs {
     no_init: bool,
     #[arg(short, long = "env")]
     env: Vec<String>,
+    /// `none` (loopback only, the default) or `egress` (needs --allow-egress).
+    #[arg(long, default_value = "none", value_parser = parse_network)]
+    network: NetworkMode,
     image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     cmd: Vec<String>,
@@ -195,12 +223,31 @@ fn init_logging() {
     }
 }
 
+fn parse_network(s: &str) -> std::result::Result<NetworkMode, String> {
+    match s {
+        "none" => Ok(NetworkMode::None),
+        "egress" => Ok(NetworkMode::Egress),
+        other => Err(format!("{other:?}: use none or egress")),
+    }
+}
+
 fn run(cli: Cli) -> Result<i32> {
+    let egress = || EgressOptions::new(&cli.egress_bridge, &cli.egress_subnet, &cli.egress_table);
+    if let Command::Network(NetworkCommand::Down) = cli.command {
+        network::host::teardown(&egress()?)?;
+        return Ok(0);
+    }
+    let egress = if cli.allow_egress {
+        Some(egress()?)
+    } else {
+        None
+    };
     let rt = Runtime::open(RuntimeOptions {
         state_dir: cli.state_dir.clone(),
         cgroup_parent: cli.cgroup_parent.clone(),
         warm_pool: cli.warm_pool,
         warm_idle: std::time::Duration::from_secs(cli.warm_idle_secs),
+        egress,
     })
     .with_context(|| format!("opening state dir {}", cli.state_dir.display()))?;
     match cli.command {
@@ -344,6 +391,7 @@ fn run(cli: Cli) -> Result<i32> {
             println!("{} removed", rt.drain_pool()?);
             Ok(0)
         }
+        Command::Network(NetworkCommand::Down) => Ok(0),
         Command::Image(ImageCommand::Import { name, file }) => {
             let img = rt.images().import(&name, &file)?;
             println!(
@@ -383,6 +431,7 @@ fn run_container(rt: &Runtime, args: RunArgs) -> Result<i32> {
         interactive: args.interactive,
         foreground: !args.detach,
         auto_remove: args.rm,
+        network: args.network,
     };
     let _ = args.init;
     let started = rt.create(opts)?;
