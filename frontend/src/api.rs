@@ -1,7 +1,7 @@
 //! The HTTP API as the page uses it: paths, bodies, errors. Browser-free.
 
 use protocol::api::{CreateContainer, ErrorBody};
-use protocol::Limits;
+use protocol::{Limits, NetworkMode};
 
 pub const SESSIONS: &str = "/api/v1/sessions";
 pub const SESSION: &str = "/api/v1/sessions/current";
@@ -96,6 +96,8 @@ pub struct CreateForm {
     pub cpu: String,
     pub pids: String,
     pub disk: String,
+    /// Ask for egress (offered only when the operator allows it).
+    pub egress: bool,
 }
 
 impl CreateForm {
@@ -111,6 +113,7 @@ impl CreateForm {
                 .unwrap_or_default(),
             pids: d.pids.map(|p| p.to_string()).unwrap_or_default(),
             disk: mb(d.disk_bytes),
+            egress: false,
         }
     }
 
@@ -181,6 +184,7 @@ impl CreateForm {
             image: self.image.trim().into(),
             name: (!name.is_empty()).then(|| name.to_string()),
             limits: (limits != Limits::default()).then_some(limits),
+            network: self.egress.then_some(NetworkMode::Egress),
             ..CreateContainer::default()
         })
     }
@@ -276,6 +280,10 @@ mod tests {
         let req = f.to_request(&Limits::default()).unwrap();
         assert_eq!(req.name.as_deref(), Some("web"));
         assert_eq!(req.limits, None, "empty fields: the server's defaults");
+        assert_eq!(req.network, None, "no network unless asked for");
+        f.egress = true;
+        let req = f.to_request(&Limits::default()).unwrap();
+        assert_eq!(req.network, Some(NetworkMode::Egress));
         f.image = " ".into();
         assert_eq!(f.to_request(&max).unwrap_err(), "choose an image");
     }

@@ -82,4 +82,8 @@ pub struct ServerLimits {
     /// How many containers a session may have at once.
     #[serde(default)]
     pub containers_per_session: u32,
+    /// Whether a container may ask for `"network": "egress"` (the operator's
+    /// `[network] egress`).
+    #[serde(default)]
+    pub egress: bool,
 }

@@ -82,6 +82,7 @@ pub async fn limits(State(state): State<AppState>) -> ApiJson<ServerLimits> {
         defaults: limits::defaults(&state.config.limits),
         maxima: limits::maxima(&state.config.limits),
         containers_per_session: state.config.sessions.containers_per_session,
+        egress: state.config.network.egress,
     })
 }
 

@@ -211,6 +211,14 @@ fn create_form(props: &CreateProps) -> Html {
             form.set(f);
         })
     };
+    let on_egress = {
+        let form = form.clone();
+        Callback::from(move |e: Event| {
+            let mut f = (*form).clone();
+            f.egress = e.target_unchecked_into::<HtmlInputElement>().checked();
+            form.set(f);
+        })
+    };
     let submit = {
         let form = form.clone();
         let error = error.clone();
@@ -255,6 +263,10 @@ fn create_form(props: &CreateProps) -> Html {
                 {field("pids", form.pids.clone(), hint(max.pids.map(|p| p.to_string())), |f, v| f.pids = v)}
                 {field("disk", form.disk.clone(), hint(max.disk_bytes.map(format::bytes)), |f, v| f.disk = v)}
             </div>
+            { if store.limits.egress { html!{
+                <label class="check"><input type="checkbox" checked={form.egress} onchange={on_egress} />
+                    <span>{"internet access"}<small class="muted">{" NAT; the host, private ranges and cloud metadata stay out of reach"}</small></span></label>
+            } } else { html!{} } }
             { for error.as_ref().map(|e| html!{ <p class="form-error">{e.clone()}</p> }) }
             <button class="btn btn-primary" type="submit" disabled={*busy}>{ if *busy { "Creating…" } else { "Create container" } }</button>
         </form>
