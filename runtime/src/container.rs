@@ -3,6 +3,7 @@
 //! use; it never forks itself (see [`crate::process::spawn`]).
 
 use crate::cgroups::{Cgroup, CgroupError, CgroupParent};
+use crate::failpoint;
 use crate::image::{ImageError, ImageStore};
 use crate::pool;
 use crate::process::messages::{Refill, SpawnReport};
@@ -140,6 +141,10 @@ impl Runtime {
         &self.state
     }
 
+    pub fn cgroup_parent(&self) -> CgroupParent {
+        CgroupParent(self.cgroup_parent.clone())
+    }
+
     /// Create and start a container; returns once its command runs.
     pub fn create(&self, opts: CreateOptions) -> Result<Started> {
         let size: usize = opts.cmd.iter().chain(&opts.env).map(|s| s.len() + 1).sum();
@@ -168,6 +173,9 @@ impl Runtime {
             } else {
                 None
             };
+            if warm.is_some() {
+                failpoint::hit("create.claimed");
+            }
             let (id, mut pooled) = match &warm {
                 Some(entry) => (entry.id.clone(), Some(Cgroup::open(&entry.cgroup))),
                 None => (state::new_id(), None),
@@ -184,7 +192,16 @@ impl Runtime {
                         path: dir.dir.clone(),
                         source,
                     })?;
-                    Cgroup::create(&CgroupParent(self.cgroup_parent.clone()), &id, &opts.limits)?
+                    // From here on the directory is the record a restart
+                    // finds: `Runtime::sweep` derives the cgroup from the id.
+                    failpoint::hit("create.state_dir_made");
+                    let cgroup = Cgroup::create(
+                        &CgroupParent(self.cgroup_parent.clone()),
+                        &id,
+                        &opts.limits,
+                    )?;
+                    failpoint::hit("create.cgroup_made");
+                    cgroup
                 };
                 let name = opts.name.clone().unwrap_or_else(|| id[..12].to_string());
                 let config = ContainerConfig {
@@ -222,11 +239,13 @@ impl Runtime {
                     created_at_ms: state::now_ms(),
                 };
                 state::write_json_atomic(&dir.config(), &config)?;
+                failpoint::hit("create.config_written");
                 if warm.is_some() {
                     rootfs::rw::resize(&dir, opts.limits.disk_bytes)?;
                 } else {
                     rootfs::rw::create(&dir, opts.limits.disk_bytes)?;
                 }
+                failpoint::hit("create.rw_mounted");
                 Ok(config)
             })();
             match made {
@@ -265,6 +284,7 @@ impl Runtime {
             .unwrap_or_default();
         let result = match started {
             Ok((SpawnReport::Started { .. }, supervisor)) => {
+                failpoint::hit("create.started");
                 tracing::info!(container = %id, warm = warm.is_some(), "container started");
                 // With auto-remove, a quick command may already be gone: use what we wrote.
                 Ok(Started {
@@ -497,7 +517,17 @@ impl Runtime {
                 );
             }
         }
-        let errors = cleanup(&dir, &cgroup, true);
+        failpoint::hit("delete.killed");
+        let mut errors = Vec::new();
+        if let Err(e) = rootfs::rw::remove(&dir) {
+            errors.push(e.to_string());
+        }
+        failpoint::hit("delete.unmounted");
+        if let Err(e) = cgroup.remove() {
+            errors.push(e.to_string());
+        }
+        failpoint::hit("delete.cgroup_removed");
+        errors.extend(cleanup(&dir, &cgroup, true));
         if let Some(first) = errors.into_iter().next() {
             tracing::warn!(container = %config.id, error = %first, "remove left something behind");
         }
@@ -605,7 +635,7 @@ fn container_env(user: &[String], hostname: &str, tty: bool) -> Vec<String> {
     env
 }
 
-fn pid_alive(pid: Option<u32>, start: Option<u64>) -> bool {
+pub(crate) fn pid_alive(pid: Option<u32>, start: Option<u64>) -> bool {
     match pid {
         Some(pid) => {
             process_start_time(pid as i32).is_some_and(|s| start.is_none_or(|want| want == s))
