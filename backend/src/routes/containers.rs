@@ -348,6 +348,8 @@ pub async fn remove(
         .sessions
         .forget(&auth.session.id, &id)
         .ok_or(ApiError::ContainerNotFound)?;
+    // Nothing is on disk yet: a crash here leaves the container to adopt.
+    runtime::failpoint::hit("delete.requested");
     state.remove_containers(&auth.session.id, vec![entry]).await;
     Ok(StatusCode::NO_CONTENT)
 }
