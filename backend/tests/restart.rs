@@ -530,6 +530,33 @@ async fn crash_create(step: &'static str, want: Outcome) {
     assert!(p.wait_exit(T).await, "the server dies at {step}");
     let before = dir.container_dirs();
     assert_eq!(before.len(), 1, "the create got as far as its directory");
+    // The crash really left something for the restart to clean.
+    let cgroup = Cgroup::planned(&CgroupParent(None), &before[0]).expect("planned cgroup");
+    let has_cgroup = cgroup.dirs().iter().any(|d| d.exists());
+    assert_eq!(
+        has_cgroup,
+        step != "create.state_dir_made",
+        "cgroup left by a crash at {step}"
+    );
+    let mounted = !runtime::rootfs::rw::mounts_under(dir.path()).is_empty();
+    let mounted_from = [
+        "create.state_dir_made",
+        "create.cgroup_made",
+        "create.config_written",
+    ];
+    assert_eq!(mounted, !mounted_from.contains(&step), "RW layer at {step}");
+    let supervised = !dir.supervisors().is_empty();
+    assert_eq!(
+        supervised,
+        [
+            "create.claimed",
+            "create.started",
+            "create.runtime_done",
+            "create.recorded"
+        ]
+        .contains(&step),
+        "supervisor at {step}"
+    );
     let p = dir.launch(port, 0, &[]).await;
     check_outcome(&dir, &p, &token, &before, want).await;
 }
