@@ -76,6 +76,15 @@ export async function startServer() {
     },
     restart: spawnServer,
     async stop() {
+      // A test that killed the server and failed before its restart: start
+      // it again, so that its `--shutdown stop` removes the containers.
+      if (child.exitCode !== null || child.signalCode !== null) {
+        try {
+          await spawnServer();
+        } catch (e) {
+          console.error('could not restart the server to clean up:', e);
+        }
+      }
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
         const t = setTimeout(() => child.kill('SIGKILL'), 20_000);
