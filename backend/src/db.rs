@@ -12,6 +12,7 @@
 
 use crate::auth::TokenHash;
 use rusqlite::{params, Connection, OptionalExtension};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use tokio::sync::{mpsc, oneshot};
 
@@ -49,6 +50,11 @@ pub enum DbError {
     NewerSchema { found: i64 },
     #[error("a stored record is malformed: {0}")]
     Malformed(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("the database thread has stopped")]
     Closed,
 }
@@ -186,6 +192,14 @@ impl Db {
     /// it holds, and start its thread. Blocking: call it off the executor.
     pub fn open(path: &Path) -> Result<(Db, Loaded), DbError> {
         let mut conn = Connection::open(path)?;
+        // Token hashes and client addresses: the server's eyes only. SQLite
+        // gives its -wal and -shm files the mode of the database file.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| DbError::Io {
+                what: format!("restricting {}", path.display()),
+                source,
+            },
+        )?;
         migrate(&mut conn)?;
         let loaded = load(&conn)?;
         let (tx, mut rx) = mpsc::channel::<Job>(QUEUE);
@@ -196,7 +210,10 @@ impl Db {
                     job(&mut conn);
                 }
             })
-            .map_err(|e| DbError::Malformed(format!("starting the database thread: {e}")))?;
+            .map_err(|source| DbError::Io {
+                what: "starting the database thread".into(),
+                source,
+            })?;
         Ok((Db { tx }, loaded))
     }
 
@@ -373,6 +390,8 @@ mod tests {
         let v: i64 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only root reads the database");
         assert_eq!(v, SCHEMA_VERSION);
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .unwrap();
