@@ -45,6 +45,10 @@ fn main() {
         ("sigterm_keeps_containers_or_stops_them", || {
             Box::pin(sigterm_modes())
         }),
+        (
+            "a_session_that_expires_while_down_is_removed_at_start",
+            || Box::pin(expired_while_down()),
+        ),
         crash!(crash_create, "create.state_dir_made", Gone),
         crash!(crash_create, "create.cgroup_made", Gone),
         crash!(crash_create, "create.config_written", Gone),
@@ -581,4 +585,26 @@ async fn crash_delete(step: &'static str, want: Outcome) {
     assert!(p.wait_exit(T).await, "the server dies at {step}");
     let p = dir.launch(port, 0, &[]).await;
     check_outcome(&dir, &p, &token, &[id], want).await;
+}
+
+async fn expired_while_down() {
+    let dir = Dir::new();
+    let idle = [("GLASSBOX_IDLE_TIMEOUT", "3")];
+    let mut p = dir.launch(0, 0, &idle).await;
+    let port = p.addr.port();
+    let token = p.session().await;
+    let id = p.create(&token).await;
+    p.signal(nix::sys::signal::Signal::SIGKILL);
+    assert!(p.wait_exit(T).await);
+    assert_eq!(
+        dir.container_dirs(),
+        vec![id.clone()],
+        "it outlives the server"
+    );
+    // The idle clock runs on while the server is down.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let p = dir.launch(port, 0, &idle).await;
+    let (status, _) = p.get(&token, "/api/v1/sessions/current").await;
+    assert_eq!(status, 401, "the session expired while the server was down");
+    dir.assert_only(&[], std::slice::from_ref(&id));
 }
