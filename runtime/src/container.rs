@@ -527,6 +527,8 @@ impl Runtime {
             errors.push(e.to_string());
         }
         failpoint::hit("delete.cgroup_removed");
+        // The directory last (its absence is what says "removed"); cleanup
+        // is idempotent, so the two steps above are not repeated for real.
         errors.extend(cleanup(&dir, &cgroup, true));
         if let Some(first) = errors.into_iter().next() {
             tracing::warn!(container = %config.id, error = %first, "remove left something behind");
@@ -635,7 +637,7 @@ fn container_env(user: &[String], hostname: &str, tty: bool) -> Vec<String> {
     env
 }
 
-pub(crate) fn pid_alive(pid: Option<u32>, start: Option<u64>) -> bool {
+fn pid_alive(pid: Option<u32>, start: Option<u64>) -> bool {
     match pid {
         Some(pid) => {
             process_start_time(pid as i32).is_some_and(|s| start.is_none_or(|want| want == s))
