@@ -76,6 +76,21 @@ pub struct Args {
     /// IPv4 forwarding on the host when the first such container starts.
     #[arg(long, env = "GLASSBOX_EGRESS")]
     pub egress: bool,
+    /// On SIGTERM or Ctrl+C: `keep` the containers running for the next
+    /// start (live restore), or `stop` and remove them [default: keep].
+    #[arg(long, env = "GLASSBOX_SHUTDOWN", value_enum)]
+    pub shutdown: Option<ShutdownMode>,
+}
+
+/// What a stopping server does with its sessions' containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ShutdownMode {
+    /// Leave them running; the next start adopts them (live restore).
+    #[default]
+    Keep,
+    /// End every session and remove its containers.
+    Stop,
 }
 
 /// Everything the server needs. Field names are the TOML keys.
@@ -94,9 +109,11 @@ pub struct Config {
     /// Take the client address for the per-IP session cap from `X-Real-IP`
     /// (only behind a reverse proxy that sets it).
     pub trust_proxy_headers: bool,
-    /// Remove containers left in the state dir by an earlier run at start
-    /// (their sessions, which live in memory, are gone).
+    /// At start, remove containers in the state dir that no live session
+    /// owns (e.g. made with `gbx` by hand, or by a create that crashed).
     pub remove_orphans: bool,
+    /// What SIGTERM or Ctrl+C does with running containers.
+    pub shutdown: ShutdownMode,
     pub sessions: SessionLimits,
     pub limits: ContainerLimits,
     pub capacity: Capacity,
@@ -209,6 +226,7 @@ impl Default for Config {
             secure_cookie: false,
             trust_proxy_headers: false,
             remove_orphans: true,
+            shutdown: ShutdownMode::Keep,
             sessions: SessionLimits::default(),
             limits: ContainerLimits::default(),
             capacity: Capacity::default(),
@@ -308,6 +326,9 @@ impl Config {
             config.sessions.ttl_secs = v;
         }
         config.network.egress |= args.egress;
+        if let Some(v) = args.shutdown {
+            config.shutdown = v;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -405,6 +426,9 @@ mod tests {
         assert_eq!(c.limits.max_memory_bytes, 2 << 30);
         assert_eq!(c.sessions.max_total, 9, "a flag wins over the file");
         assert_eq!(c.limits.default_pids, 256, "unset keys keep their default");
+        assert_eq!(c.shutdown, ShutdownMode::Keep, "live restore by default");
+        let stop: Config = toml::from_str("shutdown = \"stop\"").unwrap();
+        assert_eq!(stop.shutdown, ShutdownMode::Stop);
     }
 
     #[test]

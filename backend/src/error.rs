@@ -44,6 +44,12 @@ pub enum ApiError {
     Internal(String),
 }
 
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> ApiError {
+        ApiError::Internal(e.to_string())
+    }
+}
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {

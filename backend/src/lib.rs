@@ -6,19 +6,21 @@
 pub mod assets;
 pub mod auth;
 pub mod config;
+pub mod db;
 pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod monitor;
+pub mod reconcile;
 pub mod routes;
 pub mod sessions;
 pub mod state;
 pub mod supervisor;
 pub mod ws;
 
-use crate::config::Config;
+use crate::config::{Config, ShutdownMode};
 use crate::error::ApiError;
-use crate::state::{AppState, Shared};
+use crate::state::{AppState, Closing, Shared};
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -45,7 +47,15 @@ pub enum ServeError {
     Join(#[from] tokio::task::JoinError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("opening the database: {0}")]
+    Db(#[from] db::DbError),
+    #[error("reconciling with the earlier run: {0}")]
+    Reconcile(#[from] reconcile::ReconcileError),
 }
+
+/// How long a stopping server waits for in-flight requests and for its
+/// WebSockets to send their close frames.
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
@@ -69,34 +79,53 @@ pub fn app(state: AppState) -> Router {
 pub struct ServerHandle {
     pub addr: SocketAddr,
     pub state: AppState,
+    /// What the start-up reconciliation did.
+    pub reconciled: reconcile::Report,
     shutdown: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
     server: Option<JoinHandle<()>>,
 }
 
 impl ServerHandle {
-    /// Stop serving, end every session and remove its containers.
+    /// Stop: accept no more connections, close every WebSocket with 1012
+    /// (restart: reconnect) or 1001 (going away), let in-flight requests
+    /// finish for a moment, then either leave the containers running for
+    /// the next start (`shutdown = "keep"`) or remove them (`"stop"`).
     pub async fn shutdown(mut self) {
+        let mode = self.state.config.shutdown;
+        self.state.closing.send_replace(match mode {
+            ShutdownMode::Keep => Closing::Restart,
+            ShutdownMode::Stop => Closing::Stop,
+        });
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         for t in self.tasks.drain(..) {
             t.abort();
         }
-        for id in self.state.sessions.all_ids() {
-            self.state.end_session(&id).await;
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        if let Some(server) = self.server.take() {
+            if tokio::time::timeout_at(deadline, server).await.is_err() {
+                tracing::warn!("requests still running at shutdown; leaving them");
+            }
+        }
+        // Upgraded sockets are not the server's to wait for: each holds a
+        // receiver of `closing` until it has sent its close frame.
+        while self.state.closing.receiver_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if mode == ShutdownMode::Stop {
+            for id in self.state.sessions.all_ids() {
+                self.state.end_session(&id).await;
+            }
+        } else {
+            tracing::info!(
+                containers = self.state.sessions.counts().1,
+                "leaving containers running for the next start"
+            );
         }
         let runtime = self.state.runtime.clone();
         let _ = tokio::task::spawn_blocking(move || runtime.drain_pool()).await;
-        if let Some(server) = self.server.take() {
-            // Upgraded sockets may linger; do not wait for them long.
-            if tokio::time::timeout(Duration::from_secs(2), server)
-                .await
-                .is_err()
-            {
-                tracing::debug!("server task did not stop in time");
-            }
-        }
     }
 }
 
@@ -108,7 +137,11 @@ impl Drop for ServerHandle {
         for t in &self.tasks {
             t.abort();
         }
-        // Dropped without `shutdown` (a failing test): remove containers synchronously.
+        // Dropped without `shutdown` (a failing test): remove containers
+        // synchronously, unless they are meant to outlive us.
+        if self.state.config.shutdown == ShutdownMode::Keep {
+            return;
+        }
         for id in self.state.sessions.all_ids() {
             for entry in self.state.sessions.end(&id).unwrap_or_default() {
                 let _ = self.state.runtime.remove(&entry.id, true);
@@ -124,25 +157,25 @@ pub async fn serve(config: Config) -> Result<(SocketAddr, ServerHandle), ServeEr
     opts.cgroup_parent = config.cgroup_parent.clone();
     opts.warm_pool = config.warm_pool;
     opts.egress = config.network.egress_options()?;
-    let remove_orphans = config.remove_orphans;
-    let runtime = tokio::task::spawn_blocking(move || -> Result<Runtime, ServeError> {
+    let db_path = config.state_dir.join("glassbox.db");
+    let (runtime, db, loaded) = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {
         let rt = Runtime::open(opts)?;
-        if remove_orphans {
-            for c in rt.list()? {
-                tracing::info!(container = %c.id, "removing a container left by an earlier run");
-                if let Err(e) = rt.remove(&c.id, true) {
-                    tracing::warn!(container = %c.id, error = %e, "could not remove it");
-                }
-            }
-        }
+        let (db, loaded) = db::Db::open(&db_path)?;
+        Ok((rt, db, loaded))
+    })
+    .await??;
+    let state: AppState = Arc::new(Shared::new(config.clone(), runtime, db));
+    // Before listening: no request sees a half-reconciled server.
+    let reconciled = reconcile::run(&state, loaded).await?;
+    let rt = Arc::clone(&state.runtime);
+    tokio::task::spawn_blocking(move || {
         // Build the busybox image now, not during the first user's create.
         if let Err(e) = rt.images().resolve(runtime::image::BUSYBOX_IMAGE) {
             tracing::warn!(error = %e, "the busybox image is not available");
         }
         rt.refill_pool();
-        Ok(rt)
     })
-    .await??;
+    .await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -153,7 +186,6 @@ pub async fn serve(config: Config) -> Result<(SocketAddr, ServerHandle), ServeEr
         addr: config.listen,
         source,
     })?;
-    let state: AppState = Arc::new(Shared::new(config, runtime));
     let tasks = monitor::spawn_background(&state);
     let (tx, rx) = oneshot::channel::<()>();
     let service = app(Arc::clone(&state)).into_make_service_with_connect_info::<SocketAddr>();
@@ -172,6 +204,7 @@ pub async fn serve(config: Config) -> Result<(SocketAddr, ServerHandle), ServeEr
         ServerHandle {
             addr,
             state,
+            reconciled,
             shutdown: Some(tx),
             tasks,
             server: Some(server),

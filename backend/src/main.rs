@@ -37,7 +37,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    tracing::info!("shutting down: ending sessions and removing their containers");
+    tracing::info!(mode = ?handle.state.config.shutdown, "shutting down");
     handle.shutdown().await;
     Ok(())
 }

@@ -134,6 +134,11 @@ async fn reaper(state: AppState) {
             metrics::global()
                 .sessions_expired
                 .fetch_add(1, Ordering::Relaxed);
+            // Without its record, a crash before the removal ends still
+            // removes what is left at the next start.
+            if let Err(e) = state.db.delete_session(&session).await {
+                tracing::error!(session = %session, error = %e, "deleting an expired session's record");
+            }
             state.remove_containers(&session, containers).await;
         }
     }

@@ -1,11 +1,15 @@
 //! Sessions: who owns which containers, when each session ends, and the
 //! admission of new sessions and containers against the operator's caps.
 //!
-//! Sessions live in memory. One lock guards the whole store; every critical
-//! section is short and never awaits or blocks on I/O.
+//! Sessions live in memory, and in the database (`db`) so that a restart
+//! finds them: the store is the working copy, the database the durable one.
+//! One lock guards the whole store; every critical section is short and
+//! never awaits or blocks on I/O (activity reaches the database through a
+//! non-blocking queue, at most once per [`PERSIST_ACTIVITY_EVERY`]).
 
 use crate::auth::{self, TokenHash};
 use crate::config::Config;
+use crate::db::{Db, SessionRecord};
 use crate::error::ApiError;
 use protocol::{EventsMessage, Stats};
 use runtime::cgroups::Cgroup;
@@ -18,6 +22,10 @@ use tokio::sync::{broadcast, watch};
 
 /// Events waiting for a slow events socket; beyond this it skips ahead.
 const EVENT_BUFFER: usize = 256;
+
+/// Activity is written to the database at most this often per session: a
+/// crash loses at most this much of a session's idle clock.
+pub const PERSIST_ACTIVITY_EVERY: Duration = Duration::from_secs(5);
 
 /// Latest stats of each of a session's containers, replaced every tick.
 pub type StatsSnapshot = Arc<Vec<(String, Stats)>>;
@@ -51,6 +59,8 @@ pub struct Session {
     pub created_at: Instant,
     pub created_at_ms: u64,
     pub last_seen: Instant,
+    /// The activity time last sent to the database.
+    persisted_seen: Instant,
     pub containers: BTreeMap<String, Arc<ContainerEntry>>,
     /// Container creations admitted but not finished: (count, memory).
     pending: (u32, u64),
@@ -95,7 +105,20 @@ struct Inner {
 
 pub struct SessionStore {
     config: Config,
+    db: Db,
     inner: Mutex<Inner>,
+}
+
+/// The `Instant` of a wall-clock time in ms (for times read back from disk).
+pub fn instant_of(ms: u64) -> Instant {
+    let now = Instant::now();
+    let now_ms = runtime::state::now_ms();
+    if ms >= now_ms {
+        now + Duration::from_millis(ms - now_ms)
+    } else {
+        now.checked_sub(Duration::from_millis(now_ms - ms))
+            .unwrap_or(now)
+    }
 }
 
 pub fn unix_ms(at: Instant) -> u64 {
@@ -112,10 +135,67 @@ pub fn unix_ms(at: Instant) -> u64 {
 }
 
 impl SessionStore {
-    pub fn new(config: Config) -> SessionStore {
+    pub fn new(config: Config, db: Db) -> SessionStore {
         SessionStore {
             config,
+            db,
             inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// Is a stored session past its idle timeout or hard expiry at `now_ms`?
+    pub fn record_expired(&self, r: &SessionRecord, now_ms: u64) -> bool {
+        let ttl = self.config.session_ttl().as_millis() as u64;
+        let idle = self.config.idle_timeout().as_millis() as u64;
+        now_ms >= r.expires_ms.min(r.created_ms.saturating_add(ttl))
+            || now_ms.saturating_sub(r.last_seen_ms) >= idle
+    }
+
+    /// Bring back a session stored by an earlier run (its clocks continue).
+    pub fn restore(&self, r: &SessionRecord) {
+        let Ok(ip) = r.ip.parse::<IpAddr>() else {
+            tracing::warn!(session = %r.id, ip = %r.ip, "stored session has a bad address; dropped");
+            return;
+        };
+        let (stats, _) = watch::channel(Arc::new(Vec::new()));
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (ended, _) = watch::channel(false);
+        let last_seen = instant_of(r.last_seen_ms);
+        let mut inner = self.lock();
+        inner.by_token.insert(r.token, r.id.clone());
+        inner.sessions.insert(
+            r.id.clone(),
+            Session {
+                id: r.id.clone(),
+                token: r.token,
+                ip,
+                created_at: instant_of(r.created_ms),
+                created_at_ms: r.created_ms,
+                last_seen,
+                persisted_seen: last_seen,
+                containers: BTreeMap::new(),
+                pending: (0, 0),
+                stats,
+                events,
+                ended,
+            },
+        );
+    }
+
+    /// Give a restored session back a container that outlived the restart.
+    pub fn adopt(&self, session: &str, entry: ContainerEntry) -> Option<Arc<ContainerEntry>> {
+        let mut inner = self.lock();
+        let s = inner.sessions.get_mut(session)?;
+        let entry = Arc::new(entry);
+        s.containers.insert(entry.id.clone(), Arc::clone(&entry));
+        Some(entry)
+    }
+
+    /// Send a session's activity to the database if it is due.
+    fn persist_activity(&self, s: &mut Session) {
+        if s.last_seen.duration_since(s.persisted_seen) >= PERSIST_ACTIVITY_EVERY {
+            s.persisted_seen = s.last_seen;
+            self.db.touch_later(&s.id, unix_ms(s.last_seen));
         }
     }
 
@@ -125,8 +205,9 @@ impl SessionStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new session, if the caps allow: returns it and its secret token.
-    pub fn create(&self, ip: IpAddr) -> Result<(String, String, Instant), ApiError> {
+    /// A new session, if the caps allow: returns it, its secret token, its
+    /// expiry and its record (for the caller to store before answering).
+    pub fn create(&self, ip: IpAddr) -> Result<(String, String, Instant, SessionRecord), ApiError> {
         let limits = &self.config.sessions;
         let mut inner = self.lock();
         if inner.sessions.len() >= limits.max_total as usize {
@@ -165,6 +246,7 @@ impl SessionStore {
                 created_at: now,
                 created_at_ms: unix_ms(now),
                 last_seen: now,
+                persisted_seen: now,
                 containers: BTreeMap::new(),
                 pending: (0, 0),
                 stats,
@@ -173,7 +255,15 @@ impl SessionStore {
             },
         );
         let expires = now + self.config.session_ttl();
-        Ok((id, token, expires))
+        let record = SessionRecord {
+            id: id.clone(),
+            token: hash,
+            ip: ip.to_string(),
+            created_ms: unix_ms(now),
+            expires_ms: unix_ms(expires),
+            last_seen_ms: unix_ms(now),
+        };
+        Ok((id, token, expires, record))
     }
 
     /// The session a token belongs to; marks it active unless `passive` (a
@@ -188,6 +278,7 @@ impl SessionStore {
         }
         if !passive {
             session.last_seen = Instant::now();
+            self.persist_activity(session);
         }
         Some(SessionHandle {
             id: session.id.clone(),
@@ -212,6 +303,7 @@ impl SessionStore {
     pub fn touch(&self, session: &str) {
         if let Some(s) = self.lock().sessions.get_mut(session) {
             s.last_seen = Instant::now();
+            self.persist_activity(s);
         }
     }
 

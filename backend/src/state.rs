@@ -1,6 +1,7 @@
 //! What every handler shares, and the few operations several of them need.
 
 use crate::config::Config;
+use crate::db::Db;
 use crate::error::ApiError;
 use crate::metrics;
 use crate::sessions::{ContainerEntry, SessionStore};
@@ -8,7 +9,17 @@ use protocol::{ContainerEvent, EventsMessage};
 use runtime::Runtime;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
+
+/// Why open WebSockets are being closed by the server as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    No,
+    /// Stopping with containers left running: clients should reconnect.
+    Restart,
+    /// Stopping and removing the containers.
+    Stop,
+}
 
 pub type AppState = Arc<Shared>;
 
@@ -16,14 +27,19 @@ pub struct Shared {
     pub config: Config,
     pub runtime: Arc<Runtime>,
     pub sessions: Arc<SessionStore>,
+    pub db: Db,
+    /// Set once when the server stops; every socket closes on it.
+    pub closing: watch::Sender<Closing>,
     /// Bounds the container creations running at once.
     pub create_gate: Semaphore,
 }
 
 impl Shared {
-    pub fn new(config: Config, runtime: Runtime) -> Shared {
+    pub fn new(config: Config, runtime: Runtime, db: Db) -> Shared {
         Shared {
-            sessions: Arc::new(SessionStore::new(config.clone())),
+            sessions: Arc::new(SessionStore::new(config.clone(), db.clone())),
+            db,
+            closing: watch::channel(Closing::No).0,
             create_gate: Semaphore::new(config.capacity.parallel_creates as usize),
             runtime: Arc::new(runtime),
             config,
@@ -47,13 +63,23 @@ impl Shared {
     }
 
     /// Kill and remove containers that already left their session, and tell
-    /// the session's events sockets (if it still has any).
+    /// the session's events sockets (if it still has any). Each record is
+    /// marked first, so that a crash half-way makes a restart finish the
+    /// removal rather than adopt what is left.
     pub async fn remove_containers(&self, session: &str, entries: Vec<Arc<ContainerEntry>>) {
         for entry in entries {
             let id = entry.id.clone();
+            if let Err(e) = self.db.mark_removing(&id).await {
+                tracing::error!(container = %id, error = %e, "marking a container as being removed");
+            }
+            runtime::failpoint::hit("delete.marked");
             let result = self.blocking(move |rt| rt.remove(&id, true)).await;
             match result {
                 Ok(()) | Err(ApiError::ContainerNotFound) => {
+                    if let Err(e) = self.db.delete_container(&entry.id).await {
+                        tracing::error!(container = %entry.id, error = %e, "deleting a container record");
+                    }
+                    runtime::failpoint::hit("delete.record_deleted");
                     metrics::global()
                         .containers_removed
                         .fetch_add(1, Ordering::Relaxed);
@@ -77,6 +103,10 @@ impl Shared {
     /// End a session and remove its containers.
     pub async fn end_session(&self, session: &str) {
         if let Some(entries) = self.sessions.end(session) {
+            // Without its session record, a restart removes what is left.
+            if let Err(e) = self.db.delete_session(session).await {
+                tracing::error!(session, error = %e, "deleting a session record");
+            }
             self.remove_containers(session, entries).await;
         }
     }

@@ -31,8 +31,10 @@ function freePort() {
 }
 
 /// The server under test: started here unless GLASSBOX_URL names one.
-/// Returns { url, stop() }; stop() ends it with SIGTERM (which removes its
-/// containers and drains the warm pool) and deletes the state dir.
+/// Returns { url, stop(), kill9(), restart() }; stop() ends it with SIGTERM
+/// (with `--shutdown stop`: its containers are removed, the warm pool
+/// drained) and deletes the state dir; kill9() kills it as a crash would and
+/// restart() starts it again on the same port and state dir.
 export async function startServer() {
   if (process.env.GLASSBOX_URL) {
     return { url: process.env.GLASSBOX_URL, stop: async () => {} };
@@ -42,28 +44,48 @@ export async function startServer() {
   const stateDir = mkdtempSync(join(tmpdir(), 'glassbox-e2e-state-'));
   mkdirSync(ARTIFACTS, { recursive: true });
   const log = createWriteStream(join(ARTIFACTS, 'server.log'));
-  const child = spawn(bin, ['--listen', `127.0.0.1:${port}`, '--state-dir', stateDir], {
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout.pipe(log);
-  child.stderr.pipe(log);
-  const exited = new Promise((ok) => child.once('exit', (code, sig) => ok(code ?? sig)));
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`${bin} exited with ${child.exitCode}; see ${ARTIFACTS}/server.log`);
-    try {
-      if ((await fetch(`${url}/healthz`)).ok) break;
-    } catch {}
-    if (Date.now() > deadline) throw new Error(`${bin} did not answer on ${url}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  let child;
+  let exited;
+  const spawnServer = async () => {
+    child = spawn(bin, ['--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, '--shutdown', 'stop'], {
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.pipe(log, { end: false });
+    child.stderr.pipe(log, { end: false });
+    const me = child;
+    exited = new Promise((ok) => me.once('exit', (code, sig) => ok(code ?? sig)));
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`${bin} exited with ${child.exitCode}; see ${ARTIFACTS}/server.log`);
+      try {
+        if ((await fetch(`${url}/healthz`)).ok) break;
+      } catch {}
+      if (Date.now() > deadline) throw new Error(`${bin} did not answer on ${url}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  await spawnServer();
   return {
     url,
     stateDir,
+    async kill9() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+    restart: spawnServer,
     async stop() {
-      if (child.exitCode === null) {
+      // A test that killed the server and failed before its restart: start
+      // it again, so that its `--shutdown stop` removes the containers.
+      if (child.exitCode !== null || child.signalCode !== null) {
+        try {
+          await spawnServer();
+        } catch (e) {
+          console.error('could not restart the server to clean up:', e);
+        }
+      }
+      if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
         const t = setTimeout(() => child.kill('SIGKILL'), 20_000);
         await exited;

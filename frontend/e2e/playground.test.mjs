@@ -140,6 +140,26 @@ test('a dropped socket reconnects and replays what was missed', async () => {
   assert.equal(v, '42');
 });
 
+test('kill -9 of the server: the terminal reconnects by itself to the same shell', async () => {
+  await clearScreen(page);
+  const [, before] = await run(page, 'echo shell=$$', /^shell=(\d+)\s*$/);
+  // Output that the shell makes while the server is down.
+  await typeLine(page, 'sleep 2; echo while-$((3*3))-down');
+  await server.kill9();
+  await new Promise((r) => setTimeout(r, 3000));
+  await server.restart();
+  // No reload, no click: the page's own reconnect finds the same shell, and
+  // the replay brings what was printed meanwhile (once).
+  await waitForScreen(page, /^while-9-down/, 30_000);
+  await waitForText(page, '.term-card', /live/, 30_000);
+  const [, after] = await run(page, 'echo shell=$$', /^shell=(\d+)\s*$/);
+  assert.equal(after, before, 'the same shell');
+  const rows = (await screenRows(page)).filter((r) => /^while-9-down/.test(r));
+  assert.equal(rows.length, 1, 'replayed exactly once');
+  const { status } = await api(page, '/api/v1/sessions/current');
+  assert.equal(status, 200, 'the session cookie still works');
+});
+
 test('resize reaches the container', async () => {
   const [, rows1, cols1] = await run(page, 'stty size | sed s/^/size=/', /^size=(\d+) (\d+)/);
   await page.setViewportSize({ width: 1100, height: 700 });

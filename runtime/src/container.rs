@@ -3,6 +3,7 @@
 //! use; it never forks itself (see [`crate::process::spawn`]).
 
 use crate::cgroups::{Cgroup, CgroupError, CgroupParent};
+use crate::failpoint;
 use crate::image::{ImageError, ImageStore};
 use crate::network::{self, EgressOptions, NetworkError, NetworkMode, NetworkRecord};
 use crate::pool;
@@ -150,6 +151,10 @@ impl Runtime {
         &self.state
     }
 
+    pub fn cgroup_parent(&self) -> CgroupParent {
+        CgroupParent(self.cgroup_parent.clone())
+    }
+
     /// Create and start a container; returns once its command runs.
     pub fn create(&self, opts: CreateOptions) -> Result<Started> {
         let size: usize = opts.cmd.iter().chain(&opts.env).map(|s| s.len() + 1).sum();
@@ -183,6 +188,9 @@ impl Runtime {
             } else {
                 None
             };
+            if warm.is_some() {
+                failpoint::hit("create.claimed");
+            }
             let (id, mut pooled) = match &warm {
                 Some(entry) => (entry.id.clone(), Some(Cgroup::open(&entry.cgroup))),
                 None => (state::new_id(), None),
@@ -199,7 +207,16 @@ impl Runtime {
                         path: dir.dir.clone(),
                         source,
                     })?;
-                    Cgroup::create(&CgroupParent(self.cgroup_parent.clone()), &id, &opts.limits)?
+                    // From here on the directory is the record a restart
+                    // finds: `Runtime::sweep` derives the cgroup from the id.
+                    failpoint::hit("create.state_dir_made");
+                    let cgroup = Cgroup::create(
+                        &CgroupParent(self.cgroup_parent.clone()),
+                        &id,
+                        &opts.limits,
+                    )?;
+                    failpoint::hit("create.cgroup_made");
+                    cgroup
                 };
                 let name = opts.name.clone().unwrap_or_else(|| id[..12].to_string());
                 let network = match egress {
@@ -245,11 +262,13 @@ impl Runtime {
                     network,
                 };
                 state::write_json_atomic(&dir.config(), &config)?;
+                failpoint::hit("create.config_written");
                 if warm.is_some() {
                     rootfs::rw::resize(&dir, opts.limits.disk_bytes)?;
                 } else {
                     rootfs::rw::create(&dir, opts.limits.disk_bytes)?;
                 }
+                failpoint::hit("create.rw_mounted");
                 Ok(config)
             })();
             match made {
@@ -288,6 +307,7 @@ impl Runtime {
             .unwrap_or_default();
         let result = match started {
             Ok((SpawnReport::Started { .. }, supervisor)) => {
+                failpoint::hit("create.started");
                 tracing::info!(container = %id, warm = warm.is_some(), "container started");
                 // With auto-remove, a quick command may already be gone: use what we wrote.
                 Ok(Started {
@@ -521,7 +541,19 @@ impl Runtime {
                 );
             }
         }
-        let errors = cleanup(&dir, &cgroup, true);
+        failpoint::hit("delete.killed");
+        let mut errors = Vec::new();
+        if let Err(e) = rootfs::rw::remove(&dir) {
+            errors.push(e.to_string());
+        }
+        failpoint::hit("delete.unmounted");
+        if let Err(e) = cgroup.remove() {
+            errors.push(e.to_string());
+        }
+        failpoint::hit("delete.cgroup_removed");
+        // The directory last (its absence is what says "removed"); cleanup
+        // is idempotent, so the two steps above are not repeated for real.
+        errors.extend(cleanup(&dir, &cgroup, true));
         if let Some(first) = errors.into_iter().next() {
             tracing::warn!(container = %config.id, error = %first, "remove left something behind");
         }

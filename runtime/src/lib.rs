@@ -13,6 +13,7 @@ pub mod cgroups;
 pub mod container;
 pub mod error;
 pub mod events;
+pub mod failpoint;
 pub mod image;
 pub mod namespaces;
 pub mod network;
@@ -20,6 +21,7 @@ pub mod pool;
 pub mod process;
 pub mod rootfs;
 pub mod state;
+pub mod sweep;
 pub mod tty;
 
 pub use container::{ContainerError, CreateOptions, Runtime, RuntimeOptions, Started};

@@ -211,7 +211,9 @@ fn spawn_one(
         .arg(idle.as_secs().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(Stdio::null())
+        // A crash switch is for the server under test, not its supervisors.
+        .env_remove(crate::failpoint::ENV);
     // SAFETY: setsid is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {

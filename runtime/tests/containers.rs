@@ -567,3 +567,48 @@ fn container_streaming_output_is_batched_exact_and_replayable() {
     env.ok(&["rm", "-f", &id]);
     env.assert_clean();
 }
+
+/// What a server restart does with the state dir: containers it still
+/// wants stay untouched; everything else goes, including a create that died
+/// after its directory and cgroup were made but before its config.
+#[test]
+fn container_sweep_removes_half_made_and_unwanted_containers() {
+    use runtime::cgroups::{Cgroup, CgroupParent};
+    let env = Env::new();
+    let kept = env.detached(&[], &["sleep", "60"]);
+    let gone = env.detached(&[], &["sleep", "60"]);
+    let gone_sup = env.inspect(&gone)["supervisor_pid"]
+        .as_u64()
+        .expect("supervisor pid");
+    let gone_dirs = env.cgroup_dirs(&gone);
+    let half = runtime::state::new_id();
+    std::fs::create_dir(env.path().join("containers").join(&half)).expect("dir");
+    let cg =
+        Cgroup::create(&CgroupParent(None), &half, &protocol::Limits::default()).expect("cgroup");
+    let half_dirs = cg.dirs();
+    assert!(half_dirs.iter().all(|d| d.exists()));
+    assert_eq!(
+        Cgroup::planned(&CgroupParent(None), &half)
+            .expect("planned")
+            .dirs(),
+        half_dirs,
+        "the planned cgroup is the one create makes"
+    );
+
+    let rt = runtime::Runtime::open(runtime::RuntimeOptions::new(env.path())).expect("open");
+    let mut removed = rt.sweep(|id| id == kept).expect("sweep");
+    removed.sort();
+    let mut want = vec![gone.clone(), half.clone()];
+    want.sort();
+    assert_eq!(removed, want);
+    assert_eq!(env.container_dirs(), vec![kept.clone()]);
+    for d in gone_dirs.iter().chain(&half_dirs) {
+        assert!(!d.exists(), "cgroup {} left behind", d.display());
+    }
+    wait_for("supervisor exit", Duration::from_secs(5), || {
+        (!std::path::Path::new(&format!("/proc/{gone_sup}")).exists()).then_some(())
+    });
+    assert_eq!(env.inspect(&kept)["state"], "running");
+    assert_eq!(rt.sweep(|_| false).expect("sweep"), vec![kept]);
+    env.assert_clean();
+}

@@ -4,6 +4,7 @@
 //! own; someone else's container is a 404, exactly like a missing one.
 
 use crate::auth::Auth;
+use crate::db::{self, ContainerRecord};
 use crate::error::{ApiError, ApiJson};
 use crate::monitor;
 use crate::sessions::ContainerEntry;
@@ -173,6 +174,7 @@ async fn create_in(
             Ok::<_, runtime::ContainerError>((started.info, Cgroup::open(&config.cgroup)))
         })
         .await?;
+    runtime::failpoint::hit("create.runtime_done");
     let entry = ContainerEntry {
         id: info.id.clone(),
         name: req.name.clone().unwrap_or_else(|| info.name.clone()),
@@ -182,6 +184,24 @@ async fn create_in(
         spec: req,
         counters: Default::default(),
     };
+    // Recorded before anyone hears of it: a restart adopts exactly the
+    // containers with a record, and removes the rest.
+    let record = ContainerRecord {
+        id: entry.id.clone(),
+        session: session.clone(),
+        name: entry.name.clone(),
+        spec: entry.spec.clone(),
+        memory_bytes: entry.memory_bytes,
+        created_ms: info.created_at_ms,
+        state: db::ContainerState::Live,
+    };
+    if let Err(e) = state.db.insert_container(record).await {
+        tracing::error!(container = %entry.id, error = %e, "recording a container failed; removing it");
+        let id = entry.id.clone();
+        let _ = state.blocking(move |rt| rt.remove(&id, true)).await;
+        return Err(e.into());
+    }
+    runtime::failpoint::hit("create.recorded");
     let entry = match state.sessions.commit(reservation, entry) {
         Ok(e) => e,
         Err(orphan) => {
@@ -336,6 +356,8 @@ pub async fn remove(
         .sessions
         .forget(&auth.session.id, &id)
         .ok_or(ApiError::ContainerNotFound)?;
+    // Nothing is on disk yet: a crash here leaves the container to adopt.
+    runtime::failpoint::hit("delete.requested");
     state.remove_containers(&auth.session.id, vec![entry]).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -34,7 +34,12 @@ pub async fn create(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let ip = client_ip(&state, &headers, peer);
-    let (session_id, token, expires) = state.sessions.create(ip)?;
+    let (session_id, token, expires, record) = state.sessions.create(ip)?;
+    // On disk before the token leaves: a restart must know every token out there.
+    if let Err(e) = state.db.insert_session(record).await {
+        state.sessions.end(&session_id);
+        return Err(e.into());
+    }
     metrics::global()
         .sessions_created
         .fetch_add(1, Ordering::Relaxed);

@@ -53,6 +53,14 @@ async fn stream(
     ));
     ping.reset();
     let mut ended = auth.session.ended.clone();
+    let mut closing = state.closing.subscribe();
+    if let Some(m) = super::closing_frame({
+        let c = *closing.borrow_and_update();
+        c
+    }) {
+        let _ = send_timeout(&mut tx, m, timeout).await;
+        return;
+    }
     loop {
         let out: Vec<Message> = tokio::select! {
             Ok(()) = stats.changed() => {
@@ -85,6 +93,12 @@ async fn stream(
             Ok(()) = ended.changed() => {
                 if !*ended.borrow() { continue; }
                 vec![close(POLICY, "session ended")]
+            }
+            Ok(()) = closing.changed() => {
+                match super::closing_frame({ let c = *closing.borrow_and_update(); c }) {
+                    Some(m) => vec![m],
+                    None => continue,
+                }
             }
         };
         for m in out {

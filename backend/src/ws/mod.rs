@@ -2,12 +2,14 @@
 //!
 //! Close codes used (RFC 6455):
 //! - 1000 the process exited (after an `exit` message);
-//! - 1001 the server is shutting down;
+//! - 1001 the server is shutting down and removing the containers;
 //! - 1003 a message of a type this socket does not take;
 //! - 1007 a text frame that is not valid JSON or has bad fields;
 //! - 1008 the session ended (expired or deleted);
 //! - 1009 a message over the size limit;
-//! - 1011 the container's supervisor failed or went away.
+//! - 1011 the container's supervisor failed or went away;
+//! - 1012 the server is restarting: the container keeps running, reconnect
+//!   (with `since`, nothing is lost).
 
 pub mod events;
 pub mod tty;
@@ -26,6 +28,19 @@ pub const INVALID_PAYLOAD: u16 = 1007;
 pub const POLICY: u16 = 1008;
 pub const TOO_BIG: u16 = 1009;
 pub const INTERNAL: u16 = 1011;
+pub const SERVICE_RESTART: u16 = 1012;
+
+/// The close frame for a stopping server, if it is stopping.
+pub fn closing_frame(c: crate::state::Closing) -> Option<Message> {
+    match c {
+        crate::state::Closing::No => None,
+        crate::state::Closing::Restart => Some(close(
+            SERVICE_RESTART,
+            "the server is restarting; the container keeps running, reconnect",
+        )),
+        crate::state::Closing::Stop => Some(close(GOING_AWAY, "the server is shutting down")),
+    }
+}
 
 pub fn close(code: u16, reason: &str) -> Message {
     Message::Close(Some(CloseFrame {

@@ -251,6 +251,14 @@ async fn output_loop(
         state.config.ws.ping_interval_secs.max(1),
     ));
     ping.reset();
+    let mut closing = state.closing.subscribe();
+    if let Some(m) = super::closing_frame({
+        let c = *closing.borrow_and_update();
+        c
+    }) {
+        let _ = send_timeout(ws_tx, m, timeout).await;
+        return;
+    }
     // Sequence number the next binary byte would have if the stream continues.
     let mut expected: Option<u64> = None;
     let mut held: Option<Incoming> = None;
@@ -283,6 +291,13 @@ async fn output_loop(
                 Ok(()) = ended.changed() => {
                     if *ended.borrow() {
                         let _ = send_timeout(ws_tx, close(POLICY, "session ended"), timeout).await;
+                        return;
+                    }
+                    continue;
+                }
+                Ok(()) = closing.changed() => {
+                    if let Some(m) = super::closing_frame({ let c = *closing.borrow_and_update(); c }) {
+                        let _ = send_timeout(ws_tx, m, timeout).await;
                         return;
                     }
                     continue;

@@ -130,6 +130,8 @@ impl Server {
             listen: "127.0.0.1:0".parse().expect("addr"),
             state_dir: dir.path().to_path_buf(),
             stats_interval_ms: 100,
+            // Tests end with nothing left running unless they ask otherwise.
+            shutdown: backend::config::ShutdownMode::Stop,
             ..Config::default()
         };
         config.sessions.reap_interval_ms = 100;

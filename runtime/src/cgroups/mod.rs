@@ -183,6 +183,21 @@ impl Cgroup {
         Ok(Cgroup { record })
     }
 
+    /// The cgroup `create` makes (or made) for `id`, without creating it: to
+    /// remove what a create that died half-way may have left.
+    pub fn planned(parent: &CgroupParent, id: &str) -> Result<Cgroup, CgroupError> {
+        validate_id(id)?;
+        if let Some(p) = &parent.0 {
+            validate_parent(p)?;
+        }
+        let host = HostPaths::default();
+        let record = match detect_version()? {
+            CgroupVersion::V1 => v1::plan(&host, parent.0.as_deref(), id)?,
+            CgroupVersion::V2 => v2::plan(&host, parent.0.as_deref(), id)?,
+        };
+        Ok(Cgroup { record })
+    }
+
     /// Set (and read back) limits on an existing cgroup, e.g. one made
     /// ahead of time for a warm start.
     pub fn set_limits(&self, limits: &Limits) -> Result<(), CgroupError> {

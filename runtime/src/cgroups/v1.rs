@@ -63,6 +63,38 @@ pub(crate) fn create(
     id: &str,
     limits: &Limits,
 ) -> Result<CgroupRecord, CgroupError> {
+    let record = plan(host, parent, id)?;
+    let mut unique: Vec<PathBuf> = record.dirs.values().cloned().collect();
+    unique.sort();
+    unique.dedup();
+    let mut made = Vec::new();
+    let result = unique
+        .iter()
+        .try_for_each(|d| {
+            mkdir_leaf(d)?;
+            made.push(d.clone());
+            Ok(())
+        })
+        .and_then(|()| apply_limits(&record.dirs, limits));
+    if let Err(e) = result {
+        tracing::warn!(cgroup = %record.path, error = %e, "cgroup creation failed; undoing");
+        for d in &made {
+            if let Err(e) = rmdir(d) {
+                tracing::warn!(dir = %d.display(), error = %e, "could not remove half-made cgroup");
+            }
+            rmdir_shared_parent(d);
+        }
+        return Err(e);
+    }
+    Ok(record)
+}
+
+/// The record `create` would make for `id`, without touching the hierarchies.
+pub(crate) fn plan(
+    host: &HostPaths,
+    parent: Option<&str>,
+    id: &str,
+) -> Result<CgroupRecord, CgroupError> {
     let hs = hierarchies(host)?;
     let mut dirs = BTreeMap::new();
     let mut path = None;
@@ -89,34 +121,11 @@ pub(crate) fn create(
             path = Some(rel);
         }
     }
-    let record = CgroupRecord {
+    Ok(CgroupRecord {
         version: CgroupVersion::V1,
         path: path.unwrap_or_default(),
         dirs,
-    };
-    let mut unique: Vec<PathBuf> = record.dirs.values().cloned().collect();
-    unique.sort();
-    unique.dedup();
-    let mut made = Vec::new();
-    let result = unique
-        .iter()
-        .try_for_each(|d| {
-            mkdir_leaf(d)?;
-            made.push(d.clone());
-            Ok(())
-        })
-        .and_then(|()| apply_limits(&record.dirs, limits));
-    if let Err(e) = result {
-        tracing::warn!(cgroup = %record.path, error = %e, "cgroup creation failed; undoing");
-        for d in &made {
-            if let Err(e) = rmdir(d) {
-                tracing::warn!(dir = %d.display(), error = %e, "could not remove half-made cgroup");
-            }
-            rmdir_shared_parent(d);
-        }
-        return Err(e);
-    }
-    Ok(record)
+    })
 }
 
 pub(super) fn apply_limits(

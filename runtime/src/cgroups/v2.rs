@@ -47,6 +47,22 @@ pub(crate) fn locate(host: &HostPaths) -> Result<(PathBuf, String, String), Cgro
     Ok((root, mount_root, own))
 }
 
+/// The record `create` would make for `id`, without touching the hierarchy.
+pub(crate) fn plan(
+    host: &HostPaths,
+    parent: Option<&str>,
+    id: &str,
+) -> Result<CgroupRecord, CgroupError> {
+    let (root, mount_root, own) = locate(host)?;
+    let rel = container_rel(parent.unwrap_or(&own), id);
+    let dir = dir_in_mount(&root, &mount_root, &rel)?;
+    Ok(CgroupRecord {
+        version: CgroupVersion::V2,
+        path: rel,
+        dirs: BTreeMap::from([(V2_KEY.to_string(), dir)]),
+    })
+}
+
 pub(crate) fn create(
     host: &HostPaths,
     parent: Option<&str>,

@@ -104,7 +104,9 @@ pub fn spawn_supervisor(
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(Stdio::null())
+        // A crash switch is for the server under test, not its supervisors.
+        .env_remove(crate::failpoint::ENV);
     // SAFETY: only async-signal-safe calls (dup2, setsid) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
