@@ -54,7 +54,17 @@ impl HostServices {
         ip(&[
             "link", "add", &veth, "type", "veth", "peer", "name", &peer, "netns", &netns,
         ]);
-        ip(&["addr", "add", "169.254.169.253/30", "dev", &veth]);
+        // A /32 to the peer: the most specific route to the address wins even
+        // if another route into 169.254/16 exists on the host.
+        ip(&[
+            "addr",
+            "add",
+            "169.254.169.253/32",
+            "peer",
+            "169.254.169.254/32",
+            "dev",
+            &veth,
+        ]);
         ip(&["link", "set", &veth, "up"]);
         ip(&[
             "-n",
@@ -94,11 +104,7 @@ impl HostServices {
             .recv_timeout(Duration::from_secs(10))
             .expect("metadata service up");
         // The host reaches both: otherwise a refusal inside proves nothing.
-        let mut s =
-            TcpStream::connect_timeout(&SocketAddr::from((METADATA, 80)), Duration::from_secs(5))
-                .expect("the host reaches the metadata service");
-        let mut body = String::new();
-        let _ = s.read_to_string(&mut body);
+        let body = reach_metadata();
         assert!(body.contains("secret-token"), "metadata answer: {body:?}");
         for ip in services.host_ips() {
             TcpStream::connect_timeout(
@@ -140,6 +146,26 @@ impl HostServices {
             n += 1;
         }
         n + self.metadata_hits.load(Ordering::SeqCst)
+    }
+}
+
+/// The host's own request to the metadata service; retried for a while, as
+/// a fresh veth may need a moment before it carries traffic.
+fn reach_metadata() -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect_timeout(&SocketAddr::from((METADATA, 80)), Duration::from_secs(2))
+        {
+            Ok(mut s) => {
+                let mut body = String::new();
+                let _ = s.read_to_string(&mut body);
+                return body;
+            }
+            Err(e) if std::time::Instant::now() > deadline => {
+                panic!("the host cannot reach its metadata service: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
     }
 }
 
