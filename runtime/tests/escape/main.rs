@@ -398,19 +398,45 @@ fn container_escape_devices() {
     r.finish();
 }
 
+/// A host process with a marker in its command line, killed (with its
+/// child) on drop.
+struct HostProcess(std::process::Child);
+
+impl HostProcess {
+    fn start() -> HostProcess {
+        use std::os::unix::process::CommandExt;
+        // A shell that waits for its child keeps its own command line (marker
+        // included), busybox and bash alike; its own process group, so that
+        // the child goes with it.
+        HostProcess(
+            std::process::Command::new("sh")
+                .args(["-c", "sleep 600; : gbx-escape-sentinel"])
+                .process_group(0)
+                .spawn()
+                .expect("a host process to look for"),
+        )
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        // SAFETY: signalling the process group this struct made.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn container_escape_host_processes_and_proc() {
     let host = HostSnapshot::take("proc");
     let mut r = Report::new("ptrace, /proc/*/exe, /proc/*/root");
-    let mut sentinel = {
-        use std::os::unix::process::CommandExt;
-        std::process::Command::new("sleep")
-            .arg0("gbx-escape-sentinel")
-            .arg("600")
-            .spawn()
-            .expect("a host process to look for")
-    };
-    let hpid = sentinel.id();
+    let sentinel = HostProcess::start();
+    let hpid = sentinel.0.id();
+    let cmdline = std::fs::read(format!("/proc/{hpid}/cmdline")).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("gbx-escape-sentinel"),
+        "the host process to look for is not running"
+    );
     let v = Victim::start();
     let run = v.sh("ls -d /proc/[0-9]* | wc -l");
     let n: u32 = run.out.trim().parse().unwrap_or(u32::MAX);
@@ -452,8 +478,7 @@ fn container_escape_host_processes_and_proc() {
     );
     let run = v.sh(&format!("cat {}", host.sentinel().display()));
     r.expect_error("cat a host file outside the state dir", &run, &[ENOENT]);
-    let _ = sentinel.kill();
-    let _ = sentinel.wait();
+    drop(sentinel);
     drop(v);
     host.verify(&mut r);
     r.finish();
