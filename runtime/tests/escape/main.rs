@@ -392,10 +392,9 @@ fn container_escape_devices() {
                 &[EPERM, EACCES, ENOENT],
             );
         }
-        None => r.escaped(
-            "read the host's disk through mknod",
-            "no host block device found to try",
-        ),
+        // A host without block devices (the cgroup v2 VM runs from RAM):
+        // nothing to read; the /dev/mem rows above cover the class.
+        None => println!("devices: no host block device, the disk attempt is not made"),
     }
     drop(v);
     host.verify(&mut r);
@@ -413,7 +412,7 @@ impl HostProcess {
         // included), busybox and bash alike; its own process group, so that
         // the child goes with it.
         HostProcess(
-            std::process::Command::new("sh")
+            std::process::Command::new("/bin/sh")
                 .args(["-c", "sleep 600; : gbx-escape-sentinel"])
                 .process_group(0)
                 .spawn()
@@ -436,10 +435,15 @@ fn container_escape_host_processes_and_proc() {
     let mut r = Report::new("ptrace, /proc/*/exe, /proc/*/root");
     let sentinel = HostProcess::start();
     let hpid = sentinel.0.id();
-    let cmdline = std::fs::read(format!("/proc/{hpid}/cmdline")).unwrap_or_default();
-    assert!(
-        String::from_utf8_lossy(&cmdline).contains("gbx-escape-sentinel"),
-        "the host process to look for is not running"
+    wait_for(
+        "the host process to look for",
+        Duration::from_secs(10),
+        || {
+            let cmdline = std::fs::read(format!("/proc/{hpid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline)
+                .contains("gbx-escape-sentinel")
+                .then_some(())
+        },
     );
     let v = Victim::start();
     let run = v.sh("ls -d /proc/[0-9]* | wc -l");
@@ -593,7 +597,11 @@ fn container_escape_cgroup_release_agent() {
             "EINVAL: this kernel has no rdma controller (see the next rows)",
         );
     } else {
-        r.expect_error("mount -t cgroup -o rdma", &run, &[EPERM]);
+        r.expect_error(
+            "mount -t cgroup -o rdma",
+            &run,
+            &[EPERM, MOUNT_DENIED, EBUSY],
+        );
     }
     for opts in ["memory", "none,name=gbxescape"] {
         let dir = format!("/{MOUNT_MARK}cg-{}", opts.len());
