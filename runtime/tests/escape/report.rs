@@ -95,6 +95,8 @@ impl Report {
                 Outcome::Blocked(how) => format!("blocked: {how}"),
                 Outcome::Escaped(seen) => format!("ESCAPED: {seen}"),
             };
+            // A shell pipe in an attempt must not split the markdown cell.
+            let attempt = attempt.replace('|', "\\|");
             let _ = writeln!(table, "| {} | {} | {} |", self.class, attempt, result);
         }
         println!("| class | attempt | result |\n|---|---|---|\n{table}");
