@@ -240,6 +240,7 @@ pub(crate) mod tests {
             created_at_ms: 0,
             finished_at_ms: None,
             supervisor_pid: Some(45670),
+            id_map: None,
         }
     }
 

@@ -112,6 +112,19 @@ pub struct ContainerInfo {
     pub finished_at_ms: Option<u64>,
     /// PID of the per-container supervisor on the host.
     pub supervisor_pid: Option<u32>,
+    /// How the container's user namespace maps ids to the host (the same
+    /// map for uids and gids); `None` for a container without one.
+    #[serde(default)]
+    pub id_map: Option<IdMapping>,
+}
+
+/// One line of `/proc/PID/uid_map`: ids `container_id..container_id+size`
+/// inside are `host_id..host_id+size` on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMapping {
+    pub container_id: u32,
+    pub host_id: u32,
+    pub size: u32,
 }
 
 /// One process of a container: the PID map the seed talks about.

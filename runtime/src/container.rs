@@ -11,6 +11,7 @@ use crate::process::supervisor::{cleanup, process_start_time};
 use crate::process::ProcessError;
 use crate::rootfs::{self, RootfsError};
 use crate::state::{self, ContainerConfig, ContainerDir, LayerRef, StateDir, StateError};
+use crate::userns::{ranges, UsernsError};
 use protocol::{
     Change, ContainerInfo, ContainerState, LayerInfo, Limits, NamespaceInfo, ProcessEntry, Stats,
 };
@@ -52,6 +53,8 @@ pub enum ContainerError {
     Rootfs(#[from] RootfsError),
     #[error(transparent)]
     Process(#[from] ProcessError),
+    #[error(transparent)]
+    Userns(#[from] UsernsError),
 }
 
 type Result<T> = std::result::Result<T, ContainerError>;
@@ -174,17 +177,20 @@ impl Runtime {
             };
             let dir = self.state.container(&id);
             let made = (|| -> Result<ContainerConfig> {
-                let cgroup = if let Some(cgroup) = pooled.take() {
+                let (cgroup, id_map) = if let (Some(cgroup), Some(entry)) = (pooled.take(), &warm) {
                     let _ = std::fs::remove_file(dir.dir.join("pool.json"));
                     cgroup.set_limits(&opts.limits)?;
-                    cgroup
+                    (cgroup, entry.id_map)
                 } else {
                     std::fs::create_dir(&dir.dir).map_err(|source| StateError::Io {
                         what: "creating",
                         path: dir.dir.clone(),
                         source,
                     })?;
-                    Cgroup::create(&CgroupParent(self.cgroup_parent.clone()), &id, &opts.limits)?
+                    // Taken once the directory exists: see userns::ranges.
+                    let id_map = ranges::allocate(&self.state.root, &id)?;
+                    let parent = CgroupParent(self.cgroup_parent.clone());
+                    (Cgroup::create(&parent, &id, &opts.limits)?, id_map)
                 };
                 let name = opts.name.clone().unwrap_or_else(|| id[..12].to_string());
                 let config = ContainerConfig {
@@ -219,13 +225,14 @@ impl Runtime {
                     foreground: opts.foreground,
                     auto_remove: opts.auto_remove,
                     cgroup: cgroup.record(),
+                    id_map,
                     created_at_ms: state::now_ms(),
                 };
                 state::write_json_atomic(&dir.config(), &config)?;
                 if warm.is_some() {
                     rootfs::rw::resize(&dir, opts.limits.disk_bytes)?;
                 } else {
-                    rootfs::rw::create(&dir, opts.limits.disk_bytes)?;
+                    rootfs::rw::create(&dir, opts.limits.disk_bytes, &id_map)?;
                 }
                 Ok(config)
             })();
@@ -448,6 +455,7 @@ impl Runtime {
             created_at_ms: config.created_at_ms,
             finished_at_ms: st.finished_at_ms,
             supervisor_pid: if alive { st.supervisor_pid } else { None },
+            id_map: Some(config.id_map.info()),
         }
     }
 

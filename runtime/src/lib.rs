@@ -20,6 +20,7 @@ pub mod process;
 pub mod rootfs;
 pub mod state;
 pub mod tty;
+pub mod userns;
 
 pub use container::{ContainerError, CreateOptions, Runtime, RuntimeOptions, Started};
 pub use error::{Error, Result};
