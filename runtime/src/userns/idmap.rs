@@ -63,7 +63,20 @@ pub fn idmapped_clone(path: &Path, userns: BorrowedFd<'_>) -> Result<OwnedFd, Us
         )
     };
     if rc < 0 {
-        return Err(last_err("idmapping the mount of", path));
+        let source = nix::Error::last();
+        // EINVAL here means the filesystem cannot be idmapped.
+        return Err(if source == nix::Error::EINVAL {
+            UsernsError::IdmapUnsupported {
+                path: path.to_path_buf(),
+                source,
+            }
+        } else {
+            UsernsError::Sys {
+                step: "idmapping the mount of",
+                path: path.to_path_buf(),
+                source,
+            }
+        });
     }
     Ok(tree)
 }

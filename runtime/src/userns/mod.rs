@@ -29,6 +29,8 @@ pub enum UsernsError {
         path: PathBuf,
         source: nix::Error,
     },
+    #[error("cannot idmap the layer store {path} ({source}): it must be on a filesystem that supports idmapped mounts (ext4, xfs, btrfs; tmpfs from Linux 6.3)")]
+    IdmapUnsupported { path: PathBuf, source: nix::Error },
     #[error("all {0} host id ranges are in use")]
     Exhausted(u32),
 }
