@@ -1,8 +1,10 @@
 //! Warm starts: containers prepared ahead of time.
 //!
-//! Most of a cold start is spent in the kernel: cloning six new namespaces
+//! Most of a cold start is spent in the kernel: cloning seven new namespaces
 //! and, on cgroup v1, moving the new process into a cgroup in every
-//! hierarchy (each first move waits for an RCU grace period). A pool entry is
+//! hierarchy (each first move waits for an RCU grace period). The user
+//! namespace's host id range, its maps and the idmapped layer store are made
+//! then too. A pool entry is
 //! a supervisor that has already done all of that and waits, with its
 //! container process parked before the rootfs, to be claimed. Claiming
 //! renames `pool/<id>` to `containers/<id>`, sets the limits, and hands the
