@@ -479,12 +479,6 @@ fn redirect_stdio_to_null() {
 /// auto-remove and by `rm`.
 pub fn cleanup(dir: &ContainerDir, cgroup: &Cgroup, forget: bool) -> Vec<String> {
     let mut errors = Vec::new();
-    if forget {
-        // The range is free once the directory is gone, whatever else fails.
-        if let Some((root, id)) = ranges::owner_of(&dir.dir) {
-            ranges::release(&root, &id);
-        }
-    }
     if let Err(e) = cgroup.remove() {
         errors.push(e.to_string());
     }
@@ -496,6 +490,11 @@ pub fn cleanup(dir: &ContainerDir, cgroup: &Cgroup, forget: bool) -> Vec<String>
             if e.kind() != std::io::ErrorKind::NotFound {
                 errors.push(format!("removing {}: {e}", dir.dir.display()));
             }
+        }
+        // Last, once the container's processes went with its cgroup: a range
+        // whose directory is gone is free anyway (see userns::ranges).
+        if let Some((root, id)) = ranges::owner_of(&dir.dir) {
+            ranges::release(&root, &id);
         }
     }
     errors
