@@ -78,8 +78,11 @@ fn slot_range(slot: u32) -> IdRange {
 /// `state_root`. The container's directory must already exist, or the range
 /// would look stale to the next allocation.
 pub fn allocate(state_root: &Path, id: &str) -> Result<IdRange, UsernsError> {
-    let registry = registry_dir();
-    let _lock = lock(&registry)?;
+    allocate_in(&registry_dir(), state_root, id)
+}
+
+fn allocate_in(registry: &Path, state_root: &Path, id: &str) -> Result<IdRange, UsernsError> {
+    let _lock = lock(registry)?;
     let root = state_root
         .canonicalize()
         .map_err(io("resolving", state_root))?;
@@ -103,13 +106,16 @@ pub fn allocate(state_root: &Path, id: &str) -> Result<IdRange, UsernsError> {
 /// Give back whatever ranges container `id` of `state_root` holds. Called
 /// when its directory goes; idempotent.
 pub fn release(state_root: &Path, id: &str) {
-    let registry = registry_dir();
-    let Ok(_lock) = lock(&registry) else { return };
+    release_in(&registry_dir(), state_root, id)
+}
+
+fn release_in(registry: &Path, state_root: &Path, id: &str) {
+    let Ok(_lock) = lock(registry) else { return };
     let Ok(root) = state_root.canonicalize() else {
         return;
     };
     let want = owner_line(&root, id);
-    let Ok(rd) = std::fs::read_dir(&registry) else {
+    let Ok(rd) = std::fs::read_dir(registry) else {
         return;
     };
     for entry in rd.filter_map(|e| e.ok()) {
@@ -136,4 +142,54 @@ pub fn owner_of(dir: &Path) -> Option<(PathBuf, String)> {
     let id = dir.file_name()?.to_str()?.to_string();
     let root = dir.parent()?.parent()?.to_path_buf();
     Some((root, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner(root: &Path, kind: &str, id: &str) {
+        std::fs::create_dir_all(root.join(kind).join(id)).expect("owner dir");
+    }
+
+    #[test]
+    fn ranges_are_distinct_released_and_stale_ones_reused() {
+        let registry = tempfile::tempdir().expect("registry");
+        let state = tempfile::tempdir().expect("state");
+        let (reg, root) = (registry.path(), state.path());
+        owner(root, "containers", "a");
+        owner(root, "pool", "b");
+        let a = allocate_in(reg, root, "a").expect("a");
+        let b = allocate_in(reg, root, "b").expect("b");
+        assert_eq!(a.host_base, FIRST_HOST_ID);
+        assert_eq!(b.host_base, FIRST_HOST_ID + RANGE_SIZE);
+        assert!(!a.contains(b.host_base) && !b.contains(a.host_base));
+        // A pool entry claimed (renamed to containers/) keeps its range.
+        std::fs::rename(root.join("pool/b"), root.join("containers/b")).expect("claim");
+        owner(root, "containers", "c");
+        let c = allocate_in(reg, root, "c").expect("c");
+        assert_eq!(c.host_base, FIRST_HOST_ID + 2 * RANGE_SIZE);
+        // Released: the next allocation takes the lowest free range.
+        release_in(reg, root, "a");
+        assert!(!reg.join("0").exists());
+        owner(root, "containers", "d");
+        assert_eq!(allocate_in(reg, root, "d").expect("d"), a);
+        // An owner that vanished without releasing (a crash) leaves a stale
+        // record that the next allocation takes over.
+        std::fs::remove_dir(root.join("containers/c")).expect("crash");
+        owner(root, "containers", "e");
+        assert_eq!(allocate_in(reg, root, "e").expect("e"), c);
+        // Releasing what one does not own touches nothing.
+        release_in(reg, root, "nobody");
+        assert_eq!(std::fs::read_dir(reg).expect("registry").count(), 4);
+    }
+
+    #[test]
+    fn owner_of_splits_container_and_pool_dirs() {
+        let (root, id) = owner_of(Path::new("/var/lib/glassbox/pool/abc")).expect("owner");
+        assert_eq!(
+            (root.as_path(), id.as_str()),
+            (Path::new("/var/lib/glassbox"), "abc")
+        );
+    }
 }
