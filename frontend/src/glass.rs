@@ -241,6 +241,7 @@ pub(crate) mod tests {
             finished_at_ms: None,
             supervisor_pid: Some(45670),
             network: Default::default(),
+            id_map: None,
         }
     }
 

@@ -115,6 +115,10 @@ pub struct ContainerInfo {
     /// The container's network: loopback only, or egress through the host.
     #[serde(default)]
     pub network: NetworkInfo,
+    /// How the container's user namespace maps ids to the host (the same
+    /// map for uids and gids); `None` for a container without one.
+    #[serde(default)]
+    pub id_map: Option<IdMapping>,
 }
 
 /// How a container reaches the network.
@@ -155,6 +159,15 @@ pub struct NetworkInfo {
     /// The host bridge the veth is a port of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bridge: Option<String>,
+}
+
+/// One line of `/proc/PID/uid_map`: ids `container_id..container_id+size`
+/// inside are `host_id..host_id+size` on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMapping {
+    pub container_id: u32,
+    pub host_id: u32,
+    pub size: u32,
 }
 
 /// One process of a container: the PID map the seed talks about.

@@ -10,8 +10,9 @@
 //!   with this bench.
 //!
 //! The two are interleaved (gbx, crun, gbx, crun, ...) so that drift in the
-//! machine's load hits both alike. crun gets the namespaces and limits that a
-//! Glassbox container gets, so both do comparable work.
+//! machine's load hits both alike. crun gets the namespaces (a user namespace
+//! included) and limits that a Glassbox container gets, so both do
+//! comparable work.
 
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -25,6 +26,9 @@ type Res<T> = Result<T, String>;
 const MEMORY_LIMIT_BYTES: u64 = 256 * 1024 * 1024;
 const PIDS_LIMIT: i64 = 64;
 const CPU_SHARES: u64 = 1024;
+/// Host id of crun's container root: the last of Glassbox's ranges, which a
+/// benchmark's few containers never reach.
+const CRUN_HOST_ID: u32 = 1_000_000 + 4095 * 65_536;
 
 fn main() -> ExitCode {
     match run() {
@@ -241,6 +245,15 @@ fn make_bundle(bundle: &Path, layer: &Path) -> Res<()> {
         .output()
         .map_err(|e| format!("cp: {e}"))?;
     check("copying the busybox rootfs", &cp)?;
+    // crun's container root is an unprivileged host range too, as gbx's is;
+    // its rootfs is a copy, so it is chowned to the range instead of idmapped.
+    let chown = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{CRUN_HOST_ID}:{CRUN_HOST_ID}"))
+        .arg(&rootfs)
+        .output()
+        .map_err(|e| format!("chown: {e}"))?;
+    check("handing the rootfs to crun's id range", &chown)?;
     let spec = Command::new("crun")
         .arg("spec")
         .current_dir(bundle)
@@ -264,7 +277,11 @@ fn make_bundle(bundle: &Path, layer: &Path) -> Res<()> {
         { "type": "uts" },
         { "type": "ipc" },
         { "type": "cgroup" },
+        { "type": "user" },
     ]);
+    let map = json!([{ "containerID": 0, "hostID": CRUN_HOST_ID, "size": 65536 }]);
+    c["linux"]["uidMappings"] = map.clone();
+    c["linux"]["gidMappings"] = map;
     let resources = c["linux"]
         .as_object_mut()
         .ok_or("crun spec: no linux section")?

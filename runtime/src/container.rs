@@ -13,6 +13,7 @@ use crate::process::supervisor::{cleanup, process_start_time};
 use crate::process::ProcessError;
 use crate::rootfs::{self, RootfsError};
 use crate::state::{self, ContainerConfig, ContainerDir, LayerRef, StateDir, StateError};
+use crate::userns::{ranges, UsernsError};
 use protocol::{
     Change, ContainerInfo, ContainerState, LayerInfo, Limits, NamespaceInfo, ProcessEntry, Stats,
 };
@@ -56,6 +57,8 @@ pub enum ContainerError {
     Process(#[from] ProcessError),
     #[error(transparent)]
     Network(#[from] NetworkError),
+    #[error(transparent)]
+    Userns(#[from] UsernsError),
 }
 
 type Result<T> = std::result::Result<T, ContainerError>;
@@ -197,10 +200,10 @@ impl Runtime {
             };
             let dir = self.state.container(&id);
             let made = (|| -> Result<ContainerConfig> {
-                let cgroup = if let Some(cgroup) = pooled.take() {
+                let (cgroup, id_map) = if let (Some(cgroup), Some(entry)) = (pooled.take(), &warm) {
                     let _ = std::fs::remove_file(dir.dir.join("pool.json"));
                     cgroup.set_limits(&opts.limits)?;
-                    cgroup
+                    (cgroup, entry.id_map)
                 } else {
                     std::fs::create_dir(&dir.dir).map_err(|source| StateError::Io {
                         what: "creating",
@@ -210,13 +213,12 @@ impl Runtime {
                     // From here on the directory is the record a restart
                     // finds: `Runtime::sweep` derives the cgroup from the id.
                     failpoint::hit("create.state_dir_made");
-                    let cgroup = Cgroup::create(
-                        &CgroupParent(self.cgroup_parent.clone()),
-                        &id,
-                        &opts.limits,
-                    )?;
+                    // Taken once the directory exists: see userns::ranges.
+                    let id_map = ranges::allocate(&self.state.root, &id)?;
+                    let parent = CgroupParent(self.cgroup_parent.clone());
+                    let cgroup = Cgroup::create(&parent, &id, &opts.limits)?;
                     failpoint::hit("create.cgroup_made");
-                    cgroup
+                    (cgroup, id_map)
                 };
                 let name = opts.name.clone().unwrap_or_else(|| id[..12].to_string());
                 let network = match egress {
@@ -258,6 +260,7 @@ impl Runtime {
                     foreground: opts.foreground,
                     auto_remove: opts.auto_remove,
                     cgroup: cgroup.record(),
+                    id_map,
                     created_at_ms: state::now_ms(),
                     network,
                 };
@@ -266,7 +269,7 @@ impl Runtime {
                 if warm.is_some() {
                     rootfs::rw::resize(&dir, opts.limits.disk_bytes)?;
                 } else {
-                    rootfs::rw::create(&dir, opts.limits.disk_bytes)?;
+                    rootfs::rw::create(&dir, opts.limits.disk_bytes, &id_map)?;
                 }
                 failpoint::hit("create.rw_mounted");
                 Ok(config)
@@ -492,6 +495,7 @@ impl Runtime {
             finished_at_ms: st.finished_at_ms,
             supervisor_pid: if alive { st.supervisor_pid } else { None },
             network: NetworkRecord::info(config.network.as_ref()),
+            id_map: Some(config.id_map.info()),
         }
     }
 

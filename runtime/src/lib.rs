@@ -23,6 +23,7 @@ pub mod rootfs;
 pub mod state;
 pub mod sweep;
 pub mod tty;
+pub mod userns;
 
 pub use container::{ContainerError, CreateOptions, Runtime, RuntimeOptions, Started};
 pub use error::{Error, Result};

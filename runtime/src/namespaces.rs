@@ -63,15 +63,18 @@ pub const JOIN_ORDER: &[Kind] = &[
     },
 ];
 
-/// Namespaces every container gets of its own (the user namespace is
-/// optional and chosen per container).
-pub fn container_flags() -> CloneFlags {
-    CloneFlags::CLONE_NEWPID
+/// Namespaces a container process is cloned with. The user namespace is
+/// among them so that it owns all the others (mounting proc, sysfs and
+/// mqueue in a user namespace needs the PID, network and IPC namespaces to
+/// belong to it). The cgroup namespace comes later, from inside, once the
+/// supervisor has moved the process into its cgroup.
+pub fn clone_flags() -> CloneFlags {
+    CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWNET
-        | CloneFlags::CLONE_NEWCGROUP
 }
 
 /// The inode of `/proc/<pid>/ns/<kind>` (what `ls -l /proc/PID/ns` shows in brackets).

@@ -1,8 +1,10 @@
 //! Warm starts: containers prepared ahead of time.
 //!
-//! Most of a cold start is spent in the kernel: cloning six new namespaces
+//! Most of a cold start is spent in the kernel: cloning seven new namespaces
 //! and, on cgroup v1, moving the new process into a cgroup in every
-//! hierarchy (each first move waits for an RCU grace period). A pool entry is
+//! hierarchy (each first move waits for an RCU grace period). The user
+//! namespace's host id range, its maps and the idmapped layer store are made
+//! then too. A pool entry is
 //! a supervisor that has already done all of that and waits, with its
 //! container process parked before the rootfs, to be claimed. Claiming
 //! renames `pool/<id>` to `containers/<id>`, sets the limits, and hands the
@@ -15,6 +17,7 @@
 use crate::cgroups::{Cgroup, CgroupParent, CgroupRecord};
 use crate::process::spawn::SUPERVISOR_ARG;
 use crate::state::{self, StateDir, StateError};
+use crate::userns::{ranges, IdRange};
 use protocol::Limits;
 use serde::{Deserialize, Serialize};
 use std::os::unix::process::CommandExt;
@@ -32,6 +35,9 @@ pub const DEFAULT_IDLE: Duration = Duration::from_secs(300);
 pub struct PoolEntry {
     pub id: String,
     pub cgroup: CgroupRecord,
+    /// Taken when the entry is made, so that the user namespace and the
+    /// idmapped layers are ready before a claim.
+    pub id_map: IdRange,
     pub supervisor_pid: Option<u32>,
     /// Start time of the supervisor (field 22 of /proc/PID/stat), to tell it from a recycled PID.
     pub supervisor_start: Option<u64>,
@@ -121,6 +127,7 @@ pub fn discard_self(state: &StateDir, entry: &PoolEntry) {
     };
     let _ = crate::rootfs::rw::remove(&dir);
     let _ = std::fs::remove_dir_all(&dir.dir);
+    ranges::release(&state.root, &entry.id);
 }
 
 /// Remove every entry (`gbx pool drain`). Returns how many went.
@@ -135,6 +142,9 @@ pub fn drain(state: &StateDir) -> Result<usize, StateError> {
         for e in rd.filter_map(|e| e.ok()) {
             let _ = crate::rootfs::rw::remove(&crate::state::ContainerDir { dir: e.path() });
             let _ = std::fs::remove_dir_all(e.path());
+            if let Some(id) = e.file_name().to_str() {
+                ranges::release(&state.root, id);
+            }
         }
     }
     Ok(all.len())
@@ -179,6 +189,14 @@ fn spawn_one(
             let _ = c.remove();
         }
         let _ = std::fs::remove_dir_all(&dir);
+        ranges::release(&state.root, &id);
+    };
+    let id_map = match ranges::allocate(&state.root, &id) {
+        Ok(r) => r,
+        Err(e) => {
+            undo(None);
+            return Err(e.to_string());
+        }
     };
     let cgroup = match Cgroup::create(
         &CgroupParent(cgroup_parent.map(str::to_string)),
@@ -194,6 +212,7 @@ fn spawn_one(
     let mut entry = PoolEntry {
         id: id.clone(),
         cgroup: cgroup.record(),
+        id_map,
         supervisor_pid: None,
         supervisor_start: None,
         created_at_ms: state::now_ms(),

@@ -74,6 +74,8 @@ pub struct ContainerConfig {
     pub foreground: bool,
     pub auto_remove: bool,
     pub cgroup: CgroupRecord,
+    /// The host ids the container's root and users are (see [`crate::userns`]).
+    pub id_map: crate::userns::IdRange,
     pub created_at_ms: u64,
     /// Egress (`None`: loopback only). Recorded before anything is made, so
     /// that removal can always take the veth and the address back.
@@ -146,6 +148,18 @@ impl ContainerDir {
     }
 }
 
+/// Add search (but not read) permission for everyone to `dir`.
+fn allow_traversal(dir: &Path) -> Result<(), StateError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(dir).map_err(io("reading", dir))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o011 != 0o011 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o011))
+            .map_err(io("opening up", dir))?;
+    }
+    Ok(())
+}
+
 /// The root of the state directory.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -157,6 +171,16 @@ impl StateDir {
         for sub in ["containers", "images", "layers"] {
             let p = root.join(sub);
             std::fs::create_dir_all(&p).map_err(io("creating", &p))?;
+        }
+        // A container's root is an unprivileged host user that must reach
+        // its overlay's layers and RW layer by path while it mounts them.
+        // Let it through the directories on the way, without listing them.
+        for dir in [
+            root.to_path_buf(),
+            root.join("containers"),
+            root.join("layers"),
+        ] {
+            allow_traversal(&dir)?;
         }
         Ok(StateDir {
             root: root.to_path_buf(),

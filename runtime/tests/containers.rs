@@ -62,7 +62,7 @@ fn container_namespaces_differ_from_host_and_exec_joins_them() {
     assert_eq!(info["state"], "running");
     let host_pid = info["host_pid"].as_u64().expect("host pid");
     assert!(host_pid > 1);
-    for kind in ["pid", "net", "mnt", "uts", "ipc", "cgroup"] {
+    for kind in ["user", "pid", "net", "mnt", "uts", "ipc", "cgroup"] {
         let ns = &info["namespaces"][kind];
         let inside = ns["inode"].as_u64().expect("inode");
         assert_ne!(
@@ -385,11 +385,15 @@ fn container_tty_is_real_and_follows_resizes() {
         })
         .expect("resize");
     client
-        .send_input(b"stty size; tty; test -e $(tty) && echo tty-exists\n")
+        .send_input(
+            b"stty size; tty; test -e $(tty) && echo tty-exists; stat -c pts-owner=%u:%g $(tty)\n",
+        )
         .expect("input");
     let mut screen = Screen::default();
     screen.wait(&mut client, "45 123");
     screen.wait(&mut client, "tty-exists");
+    // devpts is mounted inside: the terminal belongs to the container's root.
+    screen.wait(&mut client, "pts-owner=0:0");
     // Absurd sizes are clamped, not rejected.
     client
         .send(Request::Resize {

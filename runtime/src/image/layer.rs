@@ -44,14 +44,14 @@ pub(crate) struct LayerRecord {
     pub created_at_ms: u64,
 }
 
-/// A future uid/gid shift for user-namespaced containers: every owner in the
-/// archive would be stored as `host_base + id` (for ids below `count`).
+/// A uid/gid shift at import: every owner in the archive would be stored as
+/// `host_base + id` (for ids below `count`).
 ///
-/// Not implemented yet. When it is, a shifted layer is a different tree on disk
-/// from the unshifted one even though the tar (and so the digest) is the same,
-/// so it has to be stored under a key that includes the shift (for example
-/// `layers/sha256/<hex>@<host_base>`), or be shifted at mount time with
-/// idmapped mounts instead, which would need no change here at all.
+/// Not implemented, on purpose: containers run in user namespaces with
+/// per-container id ranges, and see layers through an idmapped mount of the
+/// layer store (see `crate::userns`), so layers stay owned by host root on
+/// disk and one copy serves every range. A shifted layer would be a
+/// different tree for each range (same digest, different owners).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IdShift {
     pub host_base: u32,
@@ -62,7 +62,7 @@ pub struct IdShift {
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct UnpackOptions {
-    /// See [`IdShift`]: must be `None` for now.
+    /// See [`IdShift`]: must be `None`.
     pub id_shift: Option<IdShift>,
 }
 

@@ -140,6 +140,12 @@ impl ImageStore {
         Ok(store)
     }
 
+    /// The directory holding every layer of the store at `root`: the one a
+    /// container's user namespace sees through an idmapped mount.
+    pub fn layers_root(root: &Path) -> PathBuf {
+        root.join("layers")
+    }
+
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -264,7 +270,7 @@ impl ImageStore {
     }
 
     fn scratch_root(&self) -> PathBuf {
-        self.root.join("layers")
+        Self::layers_root(&self.root)
     }
 
     fn images_dir(&self) -> PathBuf {

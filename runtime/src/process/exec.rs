@@ -115,6 +115,11 @@ fn helper_main(
             return fail(&chan, format!("joining the {} namespace: {e}", kind.name));
         }
     }
+    // Joining the user namespace left us with host root's ids, which it does
+    // not map; take its root's, so that what we create belongs to the container.
+    if let Err(e) = crate::userns::become_root() {
+        return fail(&chan, format!("becoming the container's root: {e}"));
+    }
     // Joining the mount namespace moved our root and cwd into the container.
     let _ = nix::unistd::chdir("/");
     // Nothing in the container may inspect us through /proc before we exec.

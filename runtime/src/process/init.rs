@@ -13,17 +13,18 @@ use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, setsid, ForkResult, Pid};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 pub type ChildChannel = Channel<FromChild, ToChild>;
 
-/// What the container process is born knowing: enough to leave the host's
-/// cgroup. Everything else arrives in [`ToChild::Go`] once the container is
-/// claimed, so that this part can be done ahead of time (warm starts).
+/// What the container process is born knowing. Everything else arrives in
+/// [`ToChild::Go`] once the container is claimed, so that the early part can
+/// be done ahead of time (warm starts).
 pub struct EarlyContext {
-    /// `cgroup.procs` files to join before unsharing the cgroup namespace.
-    pub cgroup_procs: Vec<PathBuf>,
+    /// The image layer store's directory, over which the idmapped copy the
+    /// supervisor sends is mounted.
+    pub layer_store: PathBuf,
 }
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -31,7 +32,7 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// Entry point of the cloned container process. Returns the exit code only
 /// on failure; on success it never returns (exec or init loop).
 pub fn container_main(early: &EarlyContext, chan: ChildChannel) -> isize {
-    if let Err(e) = enter_cgroup(early) {
+    if let Err(e) = early_setup(early, &chan) {
         let _ = chan.send(&FromChild::SetupFailed(e));
         return 125;
     }
@@ -41,7 +42,7 @@ pub fn container_main(early: &EarlyContext, chan: ChildChannel) -> isize {
     // Wait to be claimed. A supervisor that goes away takes us with it.
     let (plan, fds) = match chan.recv() {
         Ok((ToChild::Go(plan), fds)) => (plan, fds),
-        Err(_) => return 125,
+        Ok((ToChild::Mapped, _)) | Err(_) => return 125,
     };
     let stdio = match setup(&plan, fds, &chan) {
         Ok(stdio) => stdio,
@@ -57,15 +58,31 @@ pub fn container_main(early: &EarlyContext, chan: ChildChannel) -> isize {
     }
 }
 
-/// Join the container's cgroup ("0" means the writer), make it the root of a
-/// cgroup namespace of our own, and bring up loopback. This is the slow part
-/// on cgroup v1 (each first move waits for an RCU grace period), which is why
-/// it runs before the container is claimed.
-fn enter_cgroup(early: &EarlyContext) -> Result<(), String> {
-    for procs in &early.cgroup_procs {
-        std::fs::write(procs, b"0")
-            .map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
-    }
+/// Once the supervisor has mapped our user namespace and moved us into the
+/// container's cgroup: become the namespace's root, mount the idmapped layer
+/// store, make the cgroup the root of a cgroup namespace of our own, and
+/// bring up loopback. This is the slow part (the cgroup move on v1 waits for
+/// an RCU grace period), which is why it runs before the container is claimed.
+fn early_setup(early: &EarlyContext, chan: &ChildChannel) -> Result<(), String> {
+    let store = match chan.recv() {
+        Ok((ToChild::Mapped, mut fds)) if fds.len() == 1 => fds.remove(0),
+        Ok((other, fds)) => return Err(format!("unexpected {other:?} with {} fds", fds.len())),
+        Err(e) => return Err(format!("waiting for the user namespace map: {e}")),
+    };
+    crate::userns::become_root().map_err(|e| format!("becoming the container's root: {e}"))?;
+    // Our mount namespace is a copy of the host's; nothing mounted in it may
+    // propagate back.
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making / a slave mount: {e}"))?;
+    crate::userns::idmap::move_mount_to(store.as_fd(), &early.layer_store)
+        .map_err(|e| e.to_string())?;
+    drop(store);
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| format!("unsharing the cgroup namespace: {e}"))?;
     mounts::loopback_up().map_err(|e| e.to_string())

@@ -25,6 +25,10 @@ pub enum ToChild {
     /// stderr for [`StdioPlan::Inherit`], the pipe's write end for
     /// [`StdioPlan::Pipe`], none for [`StdioPlan::Tty`].
     Go(InitPlan),
+    /// The user namespace is mapped and the process is in its cgroup: take
+    /// root of the namespace and finish the early setup. The idmapped layer
+    /// store rides along as an fd.
+    Mapped,
 }
 
 /// What the container's process becomes, sent once the container is claimed.

@@ -13,12 +13,13 @@ use crate::namespaces;
 use crate::network::{self, inside::InsidePlan};
 use crate::pool::{self, WarmArgs};
 use crate::state::{now_ms, ContainerConfig, ContainerDir, RuntimeState, StateDir};
+use crate::userns::{self, idmap, ranges, IdRange};
 use nix::unistd::{fork, ForkResult, Pid};
 use std::ffi::OsString;
 use std::os::fd::AsFd;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub type SpawnChannel = Channel<SpawnReport, Claim>;
 
@@ -68,7 +69,7 @@ fn run_cold(dir: PathBuf) -> i32 {
     let prepared = match dir
         .read_config()
         .map_err(|e| e.to_string())
-        .and_then(|config| Prepared::new(&dir, Cgroup::open(&config.cgroup)))
+        .and_then(|config| Prepared::new(&dir, Cgroup::open(&config.cgroup), &config.id_map))
     {
         Ok(p) => p,
         Err(error) => {
@@ -108,13 +109,13 @@ fn run_warm(args: WarmArgs) -> i32 {
     // only undo what they cannot see: our container process.
     // The RW layer is mounted before the clone so that the container's mount
     // namespace has it; the claim only resizes it.
-    if crate::rootfs::rw::create(&dir, None).is_err() {
+    if crate::rootfs::rw::create(&dir, None, &entry.id_map).is_err() {
         return 1;
     }
     let Ok(claims) = channel::listen(&dir.dir.join("claim.sock")) else {
         return 1;
     };
-    let Ok(prepared) = Prepared::new(&dir, cgroup) else {
+    let Ok(prepared) = Prepared::new(&dir, cgroup, &entry.id_map) else {
         return 1;
     };
     if std::fs::write(dir.dir.join("ready"), b"").is_err() {
@@ -200,14 +201,17 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn new(dir: &ContainerDir, cgroup: Cgroup) -> Result<Prepared, String> {
+    fn new(dir: &ContainerDir, cgroup: Cgroup, id_map: &IdRange) -> Result<Prepared, String> {
         // The attach socket exists before the claim, so it moves with the directory.
         let socket = dir.socket();
         let _ = std::fs::remove_file(&socket);
         let listener = UnixListener::bind(&socket)
             .map_err(|e| format!("binding {}: {e}", socket.display()))?;
+        let layer_store = ranges::owner_of(&dir.dir)
+            .map(|(root, _)| crate::image::ImageStore::layers_root(&root))
+            .ok_or_else(|| format!("{} is not in a state directory", dir.dir.display()))?;
         let early = EarlyContext {
-            cgroup_procs: cgroup.procs_files(),
+            layer_store: layer_store.clone(),
         };
         let (ours, theirs) = channel::pair::<ToChild, FromChild>().map_err(|e| e.to_string())?;
         let mut theirs = Some(theirs);
@@ -222,7 +226,7 @@ impl Prepared {
             nix::sched::clone(
                 cb,
                 &mut stack,
-                namespaces::container_flags(),
+                namespaces::clone_flags(),
                 Some(libc::SIGCHLD),
             )
         }
@@ -235,7 +239,32 @@ impl Prepared {
             ns: Default::default(),
             ns_fds: Vec::new(),
         };
+        if let Err(e) = prepared.map_and_place(id_map, &layer_store) {
+            prepared.kill();
+            return Err(e);
+        }
         prepared.parked()
+    }
+
+    /// What only host root can do for the new container process: map its
+    /// user namespace, move it into its cgroup (cgroupfs files belong to host
+    /// root, which the container's root is not), and idmap the layer store
+    /// for it. Then let it go on.
+    fn map_and_place(&self, id_map: &IdRange, layer_store: &Path) -> Result<(), String> {
+        userns::write_maps(self.pid, id_map).map_err(|e| e.to_string())?;
+        let pid = self.pid.as_raw().to_string();
+        for procs in self.cgroup.procs_files() {
+            std::fs::write(&procs, &pid)
+                .map_err(|e| format!("moving the container into {}: {e}", procs.display()))?;
+        }
+        let ns_path = format!("/proc/{pid}/ns/user");
+        let userns =
+            std::fs::File::open(&ns_path).map_err(|e| format!("opening {ns_path}: {e}"))?;
+        let store =
+            idmap::idmapped_clone(layer_store, userns.as_fd()).map_err(|e| e.to_string())?;
+        self.chan
+            .send_with_fds(&ToChild::Mapped, &[store.as_raw_fd()])
+            .map_err(|e| format!("releasing the container process: {e}"))
     }
 
     /// Wait until the container process is in its cgroup and namespaces, then
@@ -479,6 +508,11 @@ pub fn cleanup(dir: &ContainerDir, cgroup: &Cgroup, forget: bool) -> Vec<String>
             if e.kind() != std::io::ErrorKind::NotFound {
                 errors.push(format!("removing {}: {e}", dir.dir.display()));
             }
+        }
+        // Last, once the container's processes went with its cgroup: a range
+        // whose directory is gone is free anyway (see userns::ranges).
+        if let Some((root, id)) = ranges::owner_of(&dir.dir) {
+            ranges::release(&root, &id);
         }
     }
     errors

@@ -4,7 +4,7 @@
 
 use super::RootfsError;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use nix::sys::stat::{makedev, Mode, SFlag};
 use std::path::{Component, Path, PathBuf};
 
 /// What the container's root is made of.
@@ -169,18 +169,40 @@ const DEVICES: &[(&str, u64, u64)] = &[
     ("tty", 5, 0),
 ];
 
+/// Populate the container's /dev. In a user namespace mknod is refused (and
+/// a tmpfs mounted there ignores device nodes anyway), so each node is a
+/// bind mount of the host's own, checked to be the device we mean first.
 fn make_devices(dev: &Path) -> Result<(), RootfsError> {
     let old = nix::sys::stat::umask(Mode::empty());
     let result = (|| {
         for (name, major, minor) in DEVICES {
+            let host = Path::new("/dev").join(name);
+            let meta = nix::sys::stat::lstat(&host).map_err(sys("checking", &host))?;
+            let is_char = SFlag::from_bits_truncate(meta.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
+            if !is_char || meta.st_rdev != makedev(*major, *minor) {
+                return Err(RootfsError::Sys {
+                    step: "finding the host device",
+                    path: host,
+                    source: nix::Error::ENODEV,
+                });
+            }
             let path = dev.join(name);
-            mknod(
+            nix::fcntl::open(
                 &path,
-                SFlag::S_IFCHR,
+                nix::fcntl::OFlag::O_CREAT
+                    | nix::fcntl::OFlag::O_EXCL
+                    | nix::fcntl::OFlag::O_CLOEXEC,
                 Mode::from_bits_truncate(0o666),
-                makedev(*major, *minor),
             )
-            .map_err(sys("creating device", &path))?;
+            .map_err(sys("creating the mount point", &path))?;
+            mount(
+                Some(&host),
+                &path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(sys("bind-mounting device", &path))?;
         }
         for (link, to) in [
             ("ptmx", "pts/ptmx"),

@@ -6,6 +6,7 @@
 
 use super::RootfsError;
 use crate::state::ContainerDir;
+use crate::userns::IdRange;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use std::path::Path;
 
@@ -25,7 +26,13 @@ fn sys<'a>(step: &'static str, path: &'a Path) -> impl FnOnce(nix::Error) -> Roo
     }
 }
 
-pub fn create(dir: &ContainerDir, disk_bytes: Option<u64>) -> Result<(), RootfsError> {
+/// Mount the RW layer and make `upper/` and `work/` in it, owned by the
+/// container's root (`owner`'s base id), who writes there through the overlay.
+pub fn create(
+    dir: &ContainerDir,
+    disk_bytes: Option<u64>,
+    owner: &IdRange,
+) -> Result<(), RootfsError> {
     let rw = dir.rw();
     let bytes = disk_bytes.unwrap_or(DEFAULT_DISK_BYTES);
     nix::unistd::mkdir(&rw, nix::sys::stat::Mode::from_bits_truncate(0o700))
@@ -49,6 +56,9 @@ pub fn create(dir: &ContainerDir, disk_bytes: Option<u64>) -> Result<(), RootfsE
     for sub in [dir.upper(), dir.work()] {
         nix::unistd::mkdir(&sub, nix::sys::stat::Mode::from_bits_truncate(0o755))
             .map_err(sys("creating", &sub))?;
+        let root = Some(nix::unistd::Uid::from_raw(owner.host_base));
+        let group = Some(nix::unistd::Gid::from_raw(owner.host_base));
+        nix::unistd::chown(&sub, root, group).map_err(sys("handing to the container", &sub))?;
     }
     Ok(())
 }
