@@ -205,6 +205,10 @@ impl Prepared {
         let _ = std::fs::remove_file(&socket);
         let listener = UnixListener::bind(&socket)
             .map_err(|e| format!("binding {}: {e}", socket.display()))?;
+        // Compiled here, once per supervisor: a warm container pays for it
+        // while parked, and the container process and every exec helper
+        // inherit the compiled filter.
+        crate::security::prepare().map_err(|e| e.to_string())?;
         let early = EarlyContext {
             cgroup_procs: cgroup.procs_files(),
         };
