@@ -160,6 +160,12 @@ fn container_cannot_mount_mknod_unshare_or_reach_pid1s_binary() {
         let (code, out, err) = env.run(&["exec", &id, "sh", "-c", script]);
         assert_ne!(code, 0, "{what} ({script}) succeeded: {out}{err}");
     }
+    // Without NET_RAW, ping works through ICMP echo sockets, for every group.
+    let range = sh(&env, &id, "cat /proc/sys/net/ipv4/ping_group_range");
+    assert_eq!(
+        range.split_whitespace().collect::<Vec<_>>(),
+        ["0", "2147483647"]
+    );
     // PID 1 holds nothing but stdio (its fd numbers are visible, not what they are).
     let fds = sh(&env, &id, "ls /proc/1/fd");
     assert_eq!(fds.split_whitespace().collect::<Vec<_>>(), ["0", "1", "2"]);

@@ -58,7 +58,8 @@ pub fn container_main(early: &EarlyContext, chan: ChildChannel) -> isize {
 }
 
 /// Join the container's cgroup ("0" means the writer), make it the root of a
-/// cgroup namespace of our own, and bring up loopback. This is the slow part
+/// cgroup namespace of our own, bring up loopback and allow ping sockets
+/// (ping without `NET_RAW`). This is the slow part
 /// on cgroup v1 (each first move waits for an RCU grace period), which is why
 /// it runs before the container is claimed.
 fn enter_cgroup(early: &EarlyContext) -> Result<(), String> {
@@ -68,7 +69,14 @@ fn enter_cgroup(early: &EarlyContext) -> Result<(), String> {
     }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| format!("unsharing the cgroup namespace: {e}"))?;
-    mounts::loopback_up().map_err(|e| e.to_string())
+    mounts::loopback_up().map_err(|e| e.to_string())?;
+    match crate::security::allow_ping_sockets() {
+        // A kernel without IPv4 ping sockets: nothing to allow.
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("allowing ping sockets: {e}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Where the command's stdin, stdout and stderr come from.

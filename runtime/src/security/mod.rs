@@ -64,6 +64,14 @@ pub fn confine_init() -> Result<(), SecurityError> {
     confine()
 }
 
+/// Let every group in the container's network namespace open ICMP echo
+/// sockets (`SOCK_DGRAM`, `IPPROTO_ICMP`), so `ping` works without the
+/// `NET_RAW` capability we drop, as Docker does. Call from a process in the
+/// container's network namespace: net sysctls belong to the opener's.
+pub fn allow_ping_sockets() -> std::io::Result<()> {
+    std::fs::write("/proc/sys/net/ipv4/ping_group_range", b"0 2147483647")
+}
+
 fn set_no_new_privs() -> Result<(), SecurityError> {
     // SAFETY: prctl with integer arguments.
     let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
