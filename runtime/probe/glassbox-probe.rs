@@ -87,6 +87,8 @@ const PROBES: &[(&str, Expect, i64, [i64; 6])] = &[
     ("process_vm_readv", Expect::Deny, 310, [1, 0, 0, 0, 0, 0]),
     ("open_by_handle_at", Expect::Deny, 304, [-1, 0, 0, 0, 0, 0]),
     ("personality_other", Expect::Deny, 135, [0x0040_0000, 0, 0, 0, 0, 0]),
+    // getpid through the x32 ABI: x32 numbers are on no allowlist.
+    ("x32_getpid", Expect::Deny, 0x4000_0000 | 39, [0; 6]),
     ("getpid", Expect::Allow, 39, [0; 6]),
     ("clone_plain", Expect::Allow, 56, [SIGCHLD, 0, 0, 0, 0, 0]),
     ("socket_inet", Expect::Allow, 41, [AF_INET, SOCK_DGRAM, 0, 0, 0, 0]),

@@ -14,6 +14,10 @@
 //! family but `AF_VSOCK` and `AF_ALG`, `personality` only for the values
 //! Docker allows.
 //!
+//! Other ABIs: a call through the i386 one (`int 0x80`) fails the filter's
+//! architecture check, which kills the process; x32 numbers (bit 30 set)
+//! are on no list, so they fail with `EPERM`.
+//!
 //! The filter is compiled with `seccompiler` into two classic BPF programs:
 //! the allowlist, then a one-rule program that turns `clone3`'s `EPERM` into
 //! `ENOSYS` (for two `SECCOMP_RET_ERRNO` results the kernel returns the data
