@@ -18,10 +18,19 @@
 //! architecture check, which kills the process; x32 numbers (bit 30 set)
 //! are on no list, so they fail with `EPERM`.
 //!
-//! The filter is compiled with `seccompiler` into two classic BPF programs:
-//! the allowlist, then a one-rule program that turns `clone3`'s `EPERM` into
-//! `ENOSYS` (for two `SECCOMP_RET_ERRNO` results the kernel returns the data
-//! of the most recently installed filter).
+//! Three classic BPF programs, installed in this order (the kernel runs them
+//! all; the most restrictive result wins, and of two `SECCOMP_RET_ERRNO`
+//! results the most recently installed filter's errno):
+//! 1. the allowlist ([`ALLOWED`], plus `clone`, `socket` and `personality`
+//!    whose arguments the next program checks), default `EPERM`. It is
+//!    assembled here, two instructions per syscall: `seccompiler` spends five
+//!    on each, and the kernel's cost of installing a filter (it checks,
+//!    converts and JIT-compiles it for every process) and of running it on
+//!    every syscall grow with its length;
+//! 2. the argument rules, compiled by `seccompiler`: `EPERM` for a `clone`
+//!    with any namespace flag, `socket` of a denied family, `personality`
+//!    other than Docker's values; everything else passes;
+//! 3. `clone3` → `ENOSYS`, also from `seccompiler`.
 
 #[cfg(not(target_arch = "x86_64"))]
 compile_error!(
@@ -30,8 +39,8 @@ compile_error!(
 );
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
 };
 use std::collections::BTreeMap;
 
@@ -360,10 +369,62 @@ const ALLOWED: &[i64] = &[
     libc::SYS_writev,
 ];
 
-/// The two compiled programs, installed in this order.
+/// The three compiled programs, installed in this order.
 pub struct Filters {
     allowlist: BpfProgram,
+    arguments: BpfProgram,
     clone3_enosys: BpfProgram,
+}
+
+/// Allowed here and checked by the argument program.
+const ARG_CHECKED: &[i64] = &[libc::SYS_clone, libc::SYS_socket, libc::SYS_personality];
+
+const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+/// Offsets in `struct seccomp_data`.
+const DATA_NR: u32 = 0;
+const DATA_ARCH: u32 = 4;
+/// BPF_LD | BPF_W | BPF_ABS
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JMP_JEQ_K: u16 = 0x15;
+const BPF_JMP_JA: u16 = 0x05;
+const BPF_RET_K: u16 = 0x06;
+/// Jump offsets are 8 bits: each group of comparisons shares one `ALLOW`.
+const GROUP: usize = 200;
+
+fn op(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
+    sock_filter { code, jt, jf, k }
+}
+
+/// Check the ABI, load the number, then for each group of up to [`GROUP`]
+/// numbers: `jeq nr → allow` each, `ja` over the group's `ret ALLOW`; at the
+/// end `ret ERRNO(EPERM)`. Numbers are sorted so the program is the same for
+/// the same list.
+fn assemble_allowlist(allowed: &[i64]) -> BpfProgram {
+    let mut nrs: Vec<u32> = allowed.iter().map(|n| *n as u32).collect();
+    nrs.sort_unstable();
+    nrs.dedup();
+    let mut p = vec![
+        op(BPF_LD_W_ABS, DATA_ARCH, 0, 0),
+        op(BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
+        op(BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS, 0, 0),
+        op(BPF_LD_W_ABS, DATA_NR, 0, 0),
+    ];
+    for group in nrs.chunks(GROUP) {
+        let n = group.len();
+        for (i, nr) in group.iter().enumerate() {
+            // Over the rest of the group and its `ja`, onto `ret ALLOW`.
+            p.push(op(BPF_JMP_JEQ_K, *nr, (n - i) as u8, 0));
+        }
+        p.push(op(BPF_JMP_JA, 1, 0, 0));
+        p.push(op(BPF_RET_K, libc::SECCOMP_RET_ALLOW, 0, 0));
+    }
+    p.push(op(
+        BPF_RET_K,
+        libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        0,
+        0,
+    ));
+    p
 }
 
 fn cond(
@@ -394,30 +455,32 @@ fn compile(
 impl Filters {
     pub fn compile() -> Result<Filters, SeccompError> {
         use SeccompCmpArgLen::{Dword, Qword};
-        let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-            ALLOWED.iter().map(|nr| (*nr, Vec::new())).collect();
-        // clone(flags, ...): flags & CLONE_NS_FLAGS == 0.
-        rules.insert(
-            libc::SYS_clone,
-            vec![rule(vec![cond(
-                0,
-                Qword,
-                SeccompCmpOp::MaskedEq(CLONE_NS_FLAGS),
-                0,
-            )?])?],
-        );
-        let socket_ok = DENIED_SOCKET_FAMILIES
-            .iter()
-            .map(|f| cond(0, Dword, SeccompCmpOp::Ne, *f as u64))
-            .collect::<Result<Vec<_>, _>>()?;
-        rules.insert(libc::SYS_socket, vec![rule(socket_ok)?]);
-        let personality = PERSONALITIES
-            .iter()
-            .map(|p| rule(vec![cond(0, Dword, SeccompCmpOp::Eq, *p)?]))
-            .collect::<Result<Vec<_>, _>>()?;
-        rules.insert(libc::SYS_personality, personality);
+        let mut allowed = ALLOWED.to_vec();
+        allowed.extend_from_slice(ARG_CHECKED);
+        let allowlist = assemble_allowlist(&allowed);
         let eperm = SeccompAction::Errno(libc::EPERM as u32);
-        let allowlist = compile(rules, eperm, SeccompAction::Allow)?;
+        let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+        // clone(flags, ...): one rule per namespace flag, each matching when it is set.
+        let mut clone = Vec::new();
+        for bit in 0..64 {
+            let flag = 1u64 << bit;
+            if CLONE_NS_FLAGS & flag != 0 {
+                let set = SeccompCmpOp::MaskedEq(flag);
+                clone.push(rule(vec![cond(0, Qword, set, flag)?])?);
+            }
+        }
+        rules.insert(libc::SYS_clone, clone);
+        let socket = DENIED_SOCKET_FAMILIES
+            .iter()
+            .map(|f| rule(vec![cond(0, Dword, SeccompCmpOp::Eq, *f as u64)?]))
+            .collect::<Result<Vec<_>, _>>()?;
+        rules.insert(libc::SYS_socket, socket);
+        let other_personality = PERSONALITIES
+            .iter()
+            .map(|p| cond(0, Dword, SeccompCmpOp::Ne, *p))
+            .collect::<Result<Vec<_>, _>>()?;
+        rules.insert(libc::SYS_personality, vec![rule(other_personality)?]);
+        let arguments = compile(rules, SeccompAction::Allow, eperm)?;
         let clone3 = [(libc::SYS_clone3, Vec::new())].into_iter().collect();
         let clone3_enosys = compile(
             clone3,
@@ -426,22 +489,23 @@ impl Filters {
         )?;
         Ok(Filters {
             allowlist,
+            arguments,
             clone3_enosys,
         })
     }
 
-    /// Install both programs on the calling thread (it must be the only one,
+    /// Install the programs on the calling thread (it must be the only one,
     /// or have `no_new_privs` set; we do both).
     pub fn apply(&self) -> Result<(), SeccompError> {
-        for prog in [&self.allowlist, &self.clone3_enosys] {
+        for prog in [&self.allowlist, &self.arguments, &self.clone3_enosys] {
             seccompiler::apply_filter(prog).map_err(|e| SeccompError::Install(e.to_string()))?;
         }
         Ok(())
     }
 
-    /// Instructions in the allowlist (for logs and tests).
+    /// Instructions in all three programs (for logs, tests and benchmarks).
     pub fn len(&self) -> usize {
-        self.allowlist.len() + self.clone3_enosys.len()
+        self.allowlist.len() + self.arguments.len() + self.clone3_enosys.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -504,5 +568,23 @@ mod tests {
         let f = Filters::compile().expect("compile");
         assert!(f.len() > ALLOWED.len());
         assert!(f.len() < 4096, "BPF_MAXINSNS");
+    }
+
+    #[test]
+    fn every_allowlist_jump_lands_on_allow() {
+        let p = assemble_allowlist(ALLOWED);
+        let allow = |i: usize| p[i].code == BPF_RET_K && p[i].k == libc::SECCOMP_RET_ALLOW;
+        let mut seen = 0;
+        for (i, ins) in p.iter().enumerate().skip(4) {
+            if ins.code == BPF_JMP_JEQ_K {
+                assert!(allow(i + 1 + ins.jt as usize), "jeq {} at {i}", ins.k);
+                assert_eq!(ins.jf, 0);
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, ALLOWED.len());
+        assert_eq!(p.last().map(|l| l.k), Some(libc::SECCOMP_RET_ERRNO | 1));
+        // Two instructions per syscall, give or take the groups' ends.
+        assert!(p.len() < 2 * ALLOWED.len() + 10, "{}", p.len());
     }
 }
