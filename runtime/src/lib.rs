@@ -3,7 +3,8 @@
 //! A library with no HTTP in it. It makes containers out of Linux primitives:
 //! namespaces ([`namespaces`]), cgroups v1 and v2 ([`cgroups`]), an overlay
 //! root filesystem over read-only image layers ([`image`], [`rootfs`]), a PTY
-//! ([`tty`]) and a small init as PID 1 ([`process`]). Each container is owned
+//! ([`tty`]) and a small init as PID 1 ([`process`]); every process in a
+//! container is confined ([`security`]). Each container is owned
 //! by a per-container supervisor process that outlives whoever started it.
 //!
 //! Any binary that uses this crate must call [`process::supervisor_entrypoint`]
@@ -20,6 +21,7 @@ pub mod network;
 pub mod pool;
 pub mod process;
 pub mod rootfs;
+pub mod security;
 pub mod state;
 pub mod sweep;
 pub mod tty;

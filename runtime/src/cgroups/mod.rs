@@ -20,6 +20,7 @@
 //! [`CgroupParent`]'s path or, by default, the cgroup the calling process is in (per hierarchy).
 //! On v1 that is cpu, cpuacct, memory and pids, plus devices, freezer and blkio when mounted; on
 //! v2 it is one directory with `cpu memory pids` (and `io`) enabled from the parent down.
+//! [`Cgroup::create`] also restricts devices ([`devices`]) and fails if it cannot.
 //!
 //! On v2 the no-internal-processes rule applies: a cgroup with processes in it cannot enable
 //! controllers for its children. When the parent is our own cgroup and it holds processes, the
@@ -27,6 +28,7 @@
 //! `<own>/glassbox-runtime`, then controllers are enabled. Later lookups of "our own cgroup" see
 //! through that leaf.
 
+pub mod devices;
 mod stats;
 mod v1;
 mod v2;
@@ -160,8 +162,33 @@ impl Cgroup {
     /// (v1 `memory.memsw.limit_in_bytes`, or `memory.swappiness` 0 without swap accounting; v2
     /// `memory.swap.max` 0 and `memory.oom.group` 1 where present). CPU: `cpu_millis * 100` µs
     /// per 100 ms period; below 10 millis is refused (the kernel's 1 ms quota minimum).
+    ///
+    /// Devices: only those in [`devices::ALLOWED`] (see [`devices`]); if that cannot be set up,
+    /// the cgroup is removed again and the error returned.
     pub fn create(parent: &CgroupParent, id: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
-        Self::create_on(&HostPaths::default(), detect_version()?, parent, id, limits)
+        let cg = Self::create_on(&HostPaths::default(), detect_version()?, parent, id, limits)?;
+        if let Err(e) = cg.restrict_devices() {
+            tracing::warn!(cgroup = %cg.record.path, error = %e, "device restriction failed; undoing");
+            if let Err(e) = cg.remove() {
+                tracing::warn!(cgroup = %cg.record.path, error = %e, "could not remove half-made cgroup");
+            }
+            return Err(e);
+        }
+        Ok(cg)
+    }
+
+    /// Deny every device but [`devices::ALLOWED`]: v1 `devices.*` files, v2 a BPF program.
+    fn restrict_devices(&self) -> Result<(), CgroupError> {
+        let dir = self
+            .dir_of("devices")
+            .ok_or_else(|| CgroupError::ControllerMissing {
+                controller: "devices".into(),
+                detail: "no devices hierarchy: containers could open any device node".into(),
+            })?;
+        match self.record.version {
+            CgroupVersion::V1 => devices::restrict_v1(dir),
+            CgroupVersion::V2 => devices::restrict_v2(dir),
+        }
     }
 
     pub(crate) fn create_on(

@@ -120,8 +120,11 @@ fn helper_main(
     if let Err(e) = crate::userns::become_root() {
         return fail(&chan, format!("becoming the container's root: {e}"));
     }
-    // Joining the mount namespace moved our root and cwd into the container.
-    let _ = nix::unistd::chdir("/");
+    // Joining the mount namespace moved our root into the container; the
+    // cwd must follow, and be checked to have (CVE-2024-21626).
+    if let Err(e) = crate::rootfs::mounts::enter_root_dir() {
+        return fail(&chan, e.to_string());
+    }
     // Nothing in the container may inspect us through /proc before we exec.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };

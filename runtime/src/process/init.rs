@@ -85,7 +85,14 @@ fn early_setup(early: &EarlyContext, chan: &ChildChannel) -> Result<(), String> 
     drop(store);
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| format!("unsharing the cgroup namespace: {e}"))?;
-    mounts::loopback_up().map_err(|e| e.to_string())
+    mounts::loopback_up().map_err(|e| e.to_string())?;
+    match crate::security::allow_ping_sockets() {
+        // A kernel without IPv4 ping sockets: nothing to allow.
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("allowing ping sockets: {e}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Where the command's stdin, stdout and stderr come from.
@@ -184,7 +191,8 @@ fn exec_command(cmd: &[String], env: &[String], stdio: &Stdio, chan: &ChildChann
     }
 }
 
-/// Resolve `cmd[0]` on the container's PATH and execve it.
+/// Confine this process ([`crate::security::confine`]), resolve `cmd[0]` on
+/// the container's PATH and execve it.
 pub fn exec_in_root(
     cmd: &[String],
     env: &[String],
@@ -205,6 +213,9 @@ pub fn exec_in_root(
             .map(|d| PathBuf::from(d).join(prog))
             .collect()
     };
+    // The one place every command in a container passes before it runs
+    // (`gbx run` with or without --init, and every `gbx exec`).
+    crate::security::confine().map_err(|e| (125, format!("confining the command: {e}")))?;
     let to_c =
         |s: &str| CString::new(s).map_err(|_| (127, format!("argument {s:?} contains a NUL byte")));
     let argv = cmd.iter().map(|a| to_c(a)).collect::<Result<Vec<_>, _>>()?;
@@ -264,10 +275,17 @@ fn run_init(plan: &InitPlan, chan: ChildChannel, stdio: Stdio) -> isize {
         }
     }
     name_self_init();
-    // Nobody in the container may open /proc/1/exe or ptrace us: PID 1's
-    // memory is a copy of the host binary.
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // Whatever the supervisor had open when it cloned us (its sockets, the
+    // claim listener) has no business in PID 1.
+    // SAFETY: close_range on integers closes only fds.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    // PID 1 runs our binary's code among the container's processes: it gets
+    // the same confinement, and is made non-dumpable so nobody there can
+    // open /proc/1/exe or ptrace it. Init without confinement must not run.
+    if crate::security::confine_init().is_err() {
+        let _ = kill(child, Signal::SIGKILL);
+        return 125;
+    }
     reap_and_forward(child)
 }
 

@@ -210,6 +210,10 @@ impl Prepared {
         let layer_store = ranges::owner_of(&dir.dir)
             .map(|(root, _)| crate::image::ImageStore::layers_root(&root))
             .ok_or_else(|| format!("{} is not in a state directory", dir.dir.display()))?;
+        // Compiled here, once per supervisor: a warm container pays for it
+        // while parked, and the container process and every exec helper
+        // inherit the compiled filter.
+        crate::security::prepare().map_err(|e| e.to_string())?;
         let early = EarlyContext {
             layer_store: layer_store.clone(),
         };

@@ -19,4 +19,6 @@ pub enum RootfsError {
     UnsafeTarget { path: std::path::PathBuf },
     #[error("path {0} cannot be used in overlay options (contains ',' or ':')")]
     BadLayerPath(std::path::PathBuf),
+    #[error("the working directory {0} is outside the container's root")]
+    CwdOutsideRoot(std::path::PathBuf),
 }

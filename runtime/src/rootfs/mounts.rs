@@ -239,11 +239,24 @@ fn pivot_into(root: &Path) -> Result<(), RootfsError> {
     )
     .map_err(sys("making the old root a slave", root))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(sys("detaching the old root", root))?;
-    nix::unistd::chdir("/").map_err(sys("entering", Path::new("/")))?;
-    Ok(())
+    enter_root_dir()
 }
 
-/// Paths of /proc and /sys hidden from the container (Docker's list).
+/// `chdir("/")` and check that the working directory really is the root we
+/// are in: a cwd outside it (an fd or directory of the host inherited by
+/// mistake, CVE-2024-21626) makes `getcwd` report it unreachable.
+pub fn enter_root_dir() -> Result<(), RootfsError> {
+    let root = Path::new("/");
+    nix::unistd::chdir(root).map_err(sys("entering", root))?;
+    match nix::unistd::getcwd() {
+        Ok(cwd) if cwd == root => Ok(()),
+        Ok(cwd) => Err(RootfsError::CwdOutsideRoot(cwd)),
+        Err(e) => Err(sys("checking the working directory", root)(e)),
+    }
+}
+
+/// Paths of /proc and /sys hidden from the container (Docker's list; each
+/// CPU's `thermal_throttle` is added at mount time).
 pub const MASKED_PATHS: &[&str] = &[
     "/proc/acpi",
     "/proc/asound",
@@ -268,11 +281,33 @@ pub const READONLY_PATHS: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
+/// Each CPU's `thermal_throttle` directory (masked by Docker too: its
+/// counters leak the host's load and can be reset by writing).
+fn thermal_throttle_dirs() -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir("/sys/devices/system/cpu") else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.strip_prefix("cpu")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|e| format!("{}/thermal_throttle", e.path().display()))
+        .collect()
+}
+
 /// Mask and write-protect kernel interfaces. A path the kernel does not have
 /// is skipped; anything else that fails is an error worth knowing, but the
 /// container is still far from the host, so we log and go on.
 fn mask_paths() {
-    for p in MASKED_PATHS {
+    let thermal = thermal_throttle_dirs();
+    let masked = MASKED_PATHS
+        .iter()
+        .copied()
+        .chain(thermal.iter().map(String::as_str));
+    for p in masked {
         let path = Path::new(p);
         let Ok(meta) = std::fs::symlink_metadata(path) else {
             continue;
