@@ -261,44 +261,6 @@ fn container_devices_cgroup_blocks_nodes_outside_the_allowlist() {
     env.assert_clean();
 }
 
-/// A one-layer image of busybox (as `/bin/busybox` and `/bin/sh`) and the
-/// syscall prober (`/probe`).
-fn probe_image(env: &Env) {
-    let tarball = env.path().join("probe.tar");
-    let mut tar = tar::Builder::new(std::fs::File::create(&tarball).expect("create tar"));
-    let mut add = |path: &str, src: &str| {
-        let data = std::fs::read(src).unwrap_or_else(|e| panic!("{src}: {e}"));
-        let mut h = tar::Header::new_gnu();
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_size(data.len() as u64);
-        h.set_mode(0o755);
-        h.set_entry_type(tar::EntryType::Regular);
-        tar.append_data(&mut h, path, data.as_slice())
-            .expect("tar entry");
-    };
-    add("bin/busybox", "/bin/busybox");
-    add("probe", env!("GLASSBOX_PROBE"));
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Symlink);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
-    h.set_size(0);
-    h.set_mode(0o777);
-    tar.append_link(&mut h, "bin/sh", "busybox")
-        .expect("symlink");
-    tar.finish().expect("tar");
-    drop(tar);
-    env.ok(&[
-        "image",
-        "import",
-        "probe",
-        tarball.to_str().expect("utf-8 path"),
-    ]);
-}
-
 /// `name -> (result, errno name)` from the prober's lines.
 fn probe_results(out: &str) -> BTreeMap<String, (String, String)> {
     out.lines()
@@ -343,7 +305,7 @@ fn assert_probes(what: &str, expected: &BTreeMap<String, (String, String)>, out:
 #[test]
 fn container_seccomp_denies_every_listed_syscall() {
     let env = Env::new();
-    probe_image(&env);
+    env.import_probe_image();
     let list = std::process::Command::new(env!("GLASSBOX_PROBE"))
         .arg("--list")
         .output()

@@ -99,7 +99,10 @@ mod ping_tests {
     #[test]
     fn ping_range_covers_the_mapped_groups_only() {
         assert_eq!(ping_range("         0    1000000      65536\n"), (0, 65535));
-        assert_eq!(ping_range("         0          0 4294967295\n"), (0, 2147483647));
+        assert_eq!(
+            ping_range("         0          0 4294967295\n"),
+            (0, 2147483647)
+        );
         assert_eq!(ping_range(""), (0, 0));
     }
 }

@@ -21,6 +21,44 @@ impl Default for Env {
 }
 
 impl Env {
+    /// A one-layer image of busybox (as `/bin/busybox` and `/bin/sh`) and the
+    /// syscall prober (`/probe`, from `runtime/probe`), imported as `probe`.
+    pub fn import_probe_image(&self) {
+        let tarball = self.path().join("probe.tar");
+        let mut tar = tar::Builder::new(std::fs::File::create(&tarball).expect("create tar"));
+        let mut add = |path: &str, src: &str| {
+            let data = std::fs::read(src).unwrap_or_else(|e| panic!("{src}: {e}"));
+            let mut h = tar::Header::new_gnu();
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o755);
+            h.set_entry_type(tar::EntryType::Regular);
+            tar.append_data(&mut h, path, data.as_slice())
+                .expect("tar entry");
+        };
+        add("bin/busybox", "/bin/busybox");
+        add("probe", env!("GLASSBOX_PROBE"));
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(0);
+        h.set_mode(0o777);
+        tar.append_link(&mut h, "bin/sh", "busybox")
+            .expect("symlink");
+        tar.finish().expect("tar");
+        drop(tar);
+        self.ok(&[
+            "image",
+            "import",
+            "probe",
+            tarball.to_str().expect("utf-8 path"),
+        ]);
+    }
+
     pub fn new() -> Env {
         Env {
             state: tempfile::Builder::new()

@@ -82,11 +82,19 @@ fn container_escape_host_processes_and_proc() {
         &format!("no host path ({denied} links not readable, the rest the container's own or a sealed memfd)"),
         &host_paths.join("; "),
     );
+    // PID 1 is the container's own process: its root is the container's root
+    // when it can be read at all, and it cannot (EACCES) once PID 1 is
+    // non-dumpable and nobody holds CAP_SYS_PTRACE.
     let run = v.sh("[ \"$(ls -a /proc/1/root/)\" = \"$(ls -a /)\" ] && readlink /proc/1/root");
+    let unreadable = run.code != 0 && run.out.contains("Permission denied");
     r.verdict(
         "/proc/1/root",
-        run.code == 0 && run.out.trim() == "/",
-        "the container's own root",
+        unreadable || (run.code == 0 && run.out.trim() == "/"),
+        if unreadable {
+            "EACCES: PID 1 cannot be inspected"
+        } else {
+            "the container's own root"
+        },
         &report::brief(&run.out),
     );
     let run = v.sh(&format!("cat {}", host.sentinel().display()));
