@@ -10,6 +10,7 @@ pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod monitor;
+pub mod ratelimit;
 pub mod routes;
 pub mod sessions;
 pub mod state;

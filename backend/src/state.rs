@@ -3,6 +3,7 @@
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics;
+use crate::ratelimit::RateLimits;
 use crate::sessions::{ContainerEntry, SessionStore};
 use protocol::{ContainerEvent, EventsMessage};
 use runtime::Runtime;
@@ -18,6 +19,8 @@ pub struct Shared {
     pub sessions: Arc<SessionStore>,
     /// Bounds the container creations running at once.
     pub create_gate: Semaphore,
+    /// How fast each client may create sessions, containers and sockets.
+    pub rate: RateLimits,
 }
 
 impl Shared {
@@ -25,6 +28,7 @@ impl Shared {
         Shared {
             sessions: Arc::new(SessionStore::new(config.clone())),
             create_gate: Semaphore::new(config.capacity.parallel_creates as usize),
+            rate: RateLimits::new(&config.rate),
             runtime: Arc::new(runtime),
             config,
         }

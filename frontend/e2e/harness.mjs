@@ -42,7 +42,10 @@ export async function startServer() {
   const stateDir = mkdtempSync(join(tmpdir(), 'glassbox-e2e-state-'));
   mkdirSync(ARTIFACTS, { recursive: true });
   const log = createWriteStream(join(ARTIFACTS, 'server.log'));
-  const child = spawn(bin, ['--listen', `127.0.0.1:${port}`, '--state-dir', stateDir], {
+  // Every test's browser comes from 127.0.0.1: lift the per-address rates.
+  const rates = ['--sessions-per-minute', '600', '--containers-per-minute', '600',
+    '--sockets-per-minute', '6000'];
+  const child = spawn(bin, ['--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, ...rates], {
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

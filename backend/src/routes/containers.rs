@@ -6,6 +6,7 @@
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiJson};
 use crate::monitor;
+use crate::ratelimit::{Action, ClientIp};
 use crate::sessions::ContainerEntry;
 use crate::state::AppState;
 use crate::{limits, metrics};
@@ -98,8 +99,10 @@ fn present(mut info: ContainerInfo, entry: &ContainerEntry) -> ContainerInfo {
 pub async fn create(
     State(state): State<AppState>,
     auth: Auth,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<CreateContainer>,
 ) -> Result<Response, ApiError> {
+    state.rate.check(Action::CreateContainer, ip)?;
     validate(&req)?;
     let info = create_in(&state, &auth.session.id, req).await?;
     Ok((StatusCode::CREATED, ApiJson(info)).into_response())
@@ -262,8 +265,10 @@ pub async fn stop(
 pub async fn restart(
     State(state): State<AppState>,
     auth: Auth,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
 ) -> Result<ApiJson<ContainerInfo>, ApiError> {
+    state.rate.check(Action::CreateContainer, ip)?;
     let session = auth.session.id.clone();
     let old = state
         .sessions
