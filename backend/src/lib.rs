@@ -7,6 +7,7 @@ pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod fuzzing;
 pub mod limits;
 pub mod metrics;
 pub mod monitor;

@@ -49,8 +49,8 @@ fn plain(s: &str) -> bool {
     s.len() <= MAX_STRING && !s.contains('\0')
 }
 
-/// Check the body's fields; returns (user name or None, hostname or None).
-fn validate(req: &CreateContainer) -> Result<(), ApiError> {
+/// Check the body's fields (names, command, environment; limits are [`limits::resolve`]'s).
+pub(crate) fn validate(req: &CreateContainer) -> Result<(), ApiError> {
     if req.image.is_empty() || req.image.len() > 128 {
         return Err(bad("image must be 1 to 128 characters".into()));
     }

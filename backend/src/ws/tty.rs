@@ -46,7 +46,7 @@ const COALESCE: usize = 64 * 1024;
 const MAX_EXEC_ARGS: usize = 64;
 
 /// What the socket attaches to.
-enum Start {
+pub(crate) enum Start {
     Attach {
         target: Target,
         since: u64,
@@ -69,7 +69,7 @@ fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("bad query: {key} must be a number")))
 }
 
-fn attach_query(q: &Option<String>) -> Result<Start, ApiError> {
+pub(crate) fn attach_query(q: &Option<String>) -> Result<Start, ApiError> {
     let (mut since, mut exec) = (0u64, None);
     for (k, v) in query_pairs(q) {
         match k.as_str() {
@@ -89,7 +89,7 @@ fn attach_query(q: &Option<String>) -> Result<Start, ApiError> {
     Ok(Start::Attach { target, since })
 }
 
-fn exec_query(q: &Option<String>) -> Result<Start, ApiError> {
+pub(crate) fn exec_query(q: &Option<String>) -> Result<Start, ApiError> {
     let (mut cmd, mut cols, mut rows) = (Vec::new(), 80u32, 24u32);
     for (k, v) in query_pairs(q) {
         match k.as_str() {
