@@ -32,6 +32,7 @@ tests!(
     session_creation_is_rate_limited_per_client,
     forwarded_for_from_an_untrusted_peer_is_ignored,
     container_creation_and_sockets_are_rate_limited,
+    a_resize_flood_is_held_and_the_last_size_wins,
 );
 
 const T: Duration = Duration::from_secs(15);
@@ -924,6 +925,40 @@ async fn container_creation_and_sockets_are_rate_limited() {
             .await
             .err(),
         Some(429)
+    );
+    s.stop().await;
+}
+
+async fn a_resize_flood_is_held_and_the_last_size_wins() {
+    let s = Server::start(|c| {
+        c.rate.resize_burst = 2;
+        c.rate.resizes_per_second = 4;
+    })
+    .await;
+    let token = s.session().await;
+    let id = s.container(&token, json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut ws = s
+        .ws(&token, &format!("/api/v1/containers/{id}/tty"), &[])
+        .await
+        .expect("tty upgrade");
+    let mut term = Term::default();
+    for i in 0..40u32 {
+        let resize = json!({"type": "resize", "cols": 100 + i, "rows": 30});
+        ws.send(Message::Text(resize.to_string().into()))
+            .await
+            .unwrap();
+    }
+    // The burst went through at once, the rest waited; the newest (139) is
+    // applied within one refill (250 ms), and the socket is still open.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    type_line(&mut ws, "stty size").await;
+    assert!(
+        read_until(&mut ws, &mut term, T, |t| t.text().contains("30 139")).await,
+        "the last size did not win: {:?}",
+        term.text()
     );
     s.stop().await;
 }
