@@ -8,6 +8,8 @@
 //! `GLASSBOX_SKIP_FRONTEND=1` embeds a one-line placeholder page instead
 //! (quick backend-only builds).
 
+#![cfg_attr(not(feature = "page"), allow(dead_code, unused_imports))]
+
 use std::env;
 use std::fs;
 use std::io::Write;
@@ -42,7 +44,10 @@ fn main() {
     let _ = fs::remove_dir_all(&dist);
     fs::create_dir_all(&dist).expect("create OUT_DIR/dist");
 
-    if env::var_os("GLASSBOX_SKIP_FRONTEND").is_some_and(|v| !v.is_empty() && v != "0") {
+    // Without the `page` feature (the fuzz targets build the library only)
+    // the build dependencies that make the page are not even compiled.
+    let skip = env::var_os("GLASSBOX_SKIP_FRONTEND").is_some_and(|v| !v.is_empty() && v != "0");
+    if skip || cfg!(not(feature = "page")) {
         fs::write(
             dist.join("index.html"),
             "<!doctype html><meta charset=utf-8><title>Glassbox</title>\
@@ -52,6 +57,12 @@ fn main() {
         return;
     }
 
+    build_page(&root, &frontend, &out, &dist);
+}
+
+/// The real page: the frontend crate to wasm, wasm-bindgen, wasm-opt.
+#[cfg(feature = "page")]
+fn build_page(root: &Path, frontend: &Path, out: &Path, dist: &Path) {
     let xterm = frontend.join("node_modules/@xterm/xterm/lib/xterm.mjs");
     if !xterm.exists() {
         fail(&format!(
@@ -68,7 +79,7 @@ fn main() {
     // A target dir of its own: sharing the outer build's deadlocks on its lock.
     let target_dir = root.join("target/frontend");
     let mut cmd = Command::new(&cargo);
-    cmd.current_dir(&root)
+    cmd.current_dir(root)
         .args([
             "build",
             "-p",
@@ -122,7 +133,7 @@ fn main() {
         .omit_default_module_path(false)
         .debug(false)
         .keep_debug(false);
-    if let Err(e) = bindgen.generate(&dist) {
+    if let Err(e) = bindgen.generate(dist) {
         fail(&format!("wasm-bindgen failed: {e:#}"));
     }
 
@@ -180,12 +191,12 @@ fn main() {
 
     // Precompressed copies, served to browsers that accept gzip.
     let mut sizes = String::new();
-    for entry in walk(&dist) {
+    for entry in walk(dist) {
         let data = fs::read(&entry).expect("read a dist file");
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         gz.write_all(&data).expect("gzip in memory");
         let gz = gz.finish().expect("gzip in memory");
-        let rel = entry.strip_prefix(&dist).unwrap().display().to_string();
+        let rel = entry.strip_prefix(dist).unwrap().display().to_string();
         sizes.push_str(&format!("{rel}\t{}\t{}\n", data.len(), gz.len()));
         if gz.len() + 64 < data.len() {
             let mut name = entry.clone().into_os_string();
@@ -195,6 +206,11 @@ fn main() {
     }
     // Sizes of what the page loads (path, bytes, gzipped bytes), for the README.
     fs::write(out.join("dist-sizes.tsv"), sizes).expect("write sizes");
+}
+
+#[cfg(not(feature = "page"))]
+fn build_page(_: &Path, _: &Path, _: &Path, _: &Path) {
+    unreachable!("without the `page` feature the placeholder is written");
 }
 
 fn attr(tag: &str, name: &str) -> Option<String> {

@@ -67,13 +67,13 @@ pub struct Auth {
     pub via: Via,
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn cookie(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn cookie(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -132,22 +132,27 @@ pub fn check_origin(headers: &HeaderMap, state: &AppState, via: Via) -> Result<(
     let origin = origin
         .to_str()
         .map_err(|_| ApiError::Forbidden("origin not allowed".into()))?;
-    let allowed = &state.config.allowed_origins;
-    let ok = if allowed.is_empty() {
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        let without_scheme = origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"));
-        matches!((without_scheme, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
-    } else {
-        allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
-    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let ok = origin_allowed(origin, host, &state.config.allowed_origins);
     if ok {
         Ok(())
     } else {
         Err(ApiError::Forbidden(format!(
             "origin {origin:?} is not allowed"
         )))
+    }
+}
+
+/// Whether `origin` may talk to us: one of `allowed`, or with no list, the
+/// request's own `host` (either scheme).
+pub fn origin_allowed(origin: &str, host: Option<&str>, allowed: &[String]) -> bool {
+    if allowed.is_empty() {
+        let without_scheme = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        matches!((without_scheme, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+    } else {
+        allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
     }
 }
 

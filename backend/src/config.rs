@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -80,6 +80,23 @@ pub struct Args {
     /// start (live restore), or `stop` and remove them [default: keep].
     #[arg(long, env = "GLASSBOX_SHUTDOWN", value_enum)]
     pub shutdown: Option<ShutdownMode>,
+    /// Reverse proxies trusted to name the client in `X-Forwarded-For`
+    /// (repeatable).
+    #[arg(
+        long = "trusted-proxy",
+        env = "GLASSBOX_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Sessions one address may create per minute (after its burst).
+    #[arg(long, env = "GLASSBOX_SESSIONS_PER_MINUTE")]
+    pub sessions_per_minute: Option<u32>,
+    /// Containers one address may create or restart per minute (after its burst).
+    #[arg(long, env = "GLASSBOX_CONTAINERS_PER_MINUTE")]
+    pub containers_per_minute: Option<u32>,
+    /// WebSockets one address may open per minute (after its burst).
+    #[arg(long, env = "GLASSBOX_SOCKETS_PER_MINUTE")]
+    pub sockets_per_minute: Option<u32>,
 }
 
 /// What a stopping server does with its sessions' containers.
@@ -106,9 +123,10 @@ pub struct Config {
     /// `scheme://host[:port]` entries; empty: same origin as the request's `Host`.
     pub allowed_origins: Vec<String>,
     pub secure_cookie: bool,
-    /// Take the client address for the per-IP session cap from `X-Real-IP`
-    /// (only behind a reverse proxy that sets it).
-    pub trust_proxy_headers: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (the per-IP
+    /// caps and rate limits key on it). From any other peer the header is
+    /// ignored: anyone can send one.
+    pub trusted_proxies: Vec<IpAddr>,
     /// At start, remove containers in the state dir that no live session
     /// owns (e.g. made with `gbx` by hand, or by a create that crashed).
     pub remove_orphans: bool,
@@ -118,6 +136,7 @@ pub struct Config {
     pub limits: ContainerLimits,
     pub capacity: Capacity,
     pub ws: WsLimits,
+    pub rate: RateLimits,
     /// Interval of the stats stream on `/api/v1/events` (250 ms = 4 Hz).
     pub stats_interval_ms: u64,
     /// Largest accepted request body.
@@ -213,6 +232,25 @@ pub struct WsLimits {
     pub ping_interval_secs: u64,
 }
 
+/// Per-client rates (a burst, refilled at a steady rate): how fast one
+/// address may create sessions and containers and open WebSockets, and how
+/// fast one terminal socket may resize.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    pub sessions_burst: u32,
+    pub sessions_per_minute: u32,
+    /// Container creations and restarts.
+    pub containers_burst: u32,
+    pub containers_per_minute: u32,
+    /// WebSocket upgrades (terminals, execs, events).
+    pub sockets_burst: u32,
+    pub sockets_per_minute: u32,
+    /// Resize messages on one terminal socket; more wait (the last one wins).
+    pub resize_burst: u32,
+    pub resizes_per_second: u32,
+}
+
 const MIB: u64 = 1024 * 1024;
 
 impl Default for Config {
@@ -224,13 +262,14 @@ impl Default for Config {
             warm_pool: 4,
             allowed_origins: Vec::new(),
             secure_cookie: false,
-            trust_proxy_headers: false,
+            trusted_proxies: Vec::new(),
             remove_orphans: true,
             shutdown: ShutdownMode::Keep,
             sessions: SessionLimits::default(),
             limits: ContainerLimits::default(),
             capacity: Capacity::default(),
             ws: WsLimits::default(),
+            rate: RateLimits::default(),
             stats_interval_ms: 250,
             max_body_bytes: 64 * 1024,
             metrics: true,
@@ -273,6 +312,21 @@ impl Default for Capacity {
             max_containers: 100,
             memory_bytes: 0,
             parallel_creates: 32,
+        }
+    }
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            sessions_burst: 5,
+            sessions_per_minute: 10,
+            containers_burst: 10,
+            containers_per_minute: 30,
+            sockets_burst: 30,
+            sockets_per_minute: 120,
+            resize_burst: 10,
+            resizes_per_second: 10,
         }
     }
 }
@@ -329,6 +383,18 @@ impl Config {
         if let Some(v) = args.shutdown {
             config.shutdown = v;
         }
+        if !args.trusted_proxies.is_empty() {
+            config.trusted_proxies = args.trusted_proxies;
+        }
+        if let Some(v) = args.sessions_per_minute {
+            config.rate.sessions_per_minute = v;
+        }
+        if let Some(v) = args.containers_per_minute {
+            config.rate.containers_per_minute = v;
+        }
+        if let Some(v) = args.sockets_per_minute {
+            config.rate.sockets_per_minute = v;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -384,6 +450,21 @@ impl Config {
             ));
         }
         self.network.egress_options()?;
+        let r = &self.rate;
+        let rates = [
+            ("sessions", r.sessions_burst, r.sessions_per_minute),
+            ("containers", r.containers_burst, r.containers_per_minute),
+            ("sockets", r.sockets_burst, r.sockets_per_minute),
+            ("resize", r.resize_burst, r.resizes_per_second),
+        ];
+        if rates
+            .iter()
+            .any(|(_, burst, rate)| *burst == 0 || *rate == 0)
+        {
+            return Err(ConfigError::Invalid(
+                "rate: every burst and rate must be above 0".into(),
+            ));
+        }
         for o in &self.allowed_origins {
             if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
                 return Err(ConfigError::Invalid(format!(

@@ -2,7 +2,7 @@
 //! right status. Handlers return [`ApiError`]; nothing else reaches a client.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use protocol::api::{ErrorBody, ErrorDetail};
@@ -40,6 +40,11 @@ pub enum ApiError {
         limit: &'static str,
         message: String,
     },
+    #[error("too many requests: {limit} reached; retry in {retry_after_secs} s")]
+    RateLimited {
+        limit: &'static str,
+        retry_after_secs: u64,
+    },
     #[error("internal error")]
     Internal(String),
 }
@@ -63,6 +68,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::LimitExceeded { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::OutOfCapacity { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -81,15 +87,16 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::LimitExceeded { .. } => "limit_exceeded",
             ApiError::OutOfCapacity { .. } => "out_of_capacity",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal(_) => "internal",
         }
     }
 
     pub fn body(&self) -> ErrorBody {
         let limit = match self {
-            ApiError::LimitExceeded { limit, .. } | ApiError::OutOfCapacity { limit, .. } => {
-                Some((*limit).to_string())
-            }
+            ApiError::LimitExceeded { limit, .. }
+            | ApiError::OutOfCapacity { limit, .. }
+            | ApiError::RateLimited { limit, .. } => Some((*limit).to_string()),
             _ => None,
         };
         ErrorBody {
@@ -114,7 +121,16 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %detail, "internal error");
         }
         crate::metrics::global().error(self.code());
-        (status, Json(self.body())).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        if let ApiError::RateLimited {
+            retry_after_secs, ..
+        } = self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
     }
 }
 

@@ -21,6 +21,16 @@ pub fn defaults(c: &ContainerLimits) -> Limits {
     }
 }
 
+/// The least a container may ask for.
+pub fn minima() -> Limits {
+    Limits {
+        memory_bytes: Some(MIN_MEMORY),
+        cpu_millis: Some(MIN_CPU_MILLIS),
+        pids: Some(MIN_PIDS),
+        disk_bytes: Some(MIN_DISK),
+    }
+}
+
 pub fn maxima(c: &ContainerLimits) -> Limits {
     Limits {
         memory_bytes: Some(c.max_memory_bytes),

@@ -24,7 +24,19 @@ pub fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(sampler(Arc::clone(state))),
         tokio::spawn(reaper(Arc::clone(state))),
+        tokio::spawn(rate_pruner(Arc::clone(state))),
     ]
+}
+
+/// Keeps the rate limiters' per-address state to the addresses seen lately.
+async fn rate_pruner(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let kept = state.rate.prune();
+        tracing::trace!(kept, "rate limiter state pruned");
+    }
 }
 
 async fn sampler(state: AppState) {

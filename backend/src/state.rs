@@ -4,6 +4,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::metrics;
+use crate::ratelimit::RateLimits;
 use crate::sessions::{ContainerEntry, SessionStore};
 use protocol::{ContainerEvent, EventsMessage};
 use runtime::Runtime;
@@ -32,6 +33,8 @@ pub struct Shared {
     pub closing: watch::Sender<Closing>,
     /// Bounds the container creations running at once.
     pub create_gate: Semaphore,
+    /// How fast each client may create sessions, containers and sockets.
+    pub rate: RateLimits,
 }
 
 impl Shared {
@@ -41,6 +44,7 @@ impl Shared {
             db,
             closing: watch::channel(Closing::No).0,
             create_gate: Semaphore::new(config.capacity.parallel_creates as usize),
+            rate: RateLimits::new(&config.rate),
             runtime: Arc::new(runtime),
             config,
         }

@@ -30,6 +30,10 @@ tests!(
     stop_restart_and_limits,
     extend_pushes_the_idle_deadline_only,
     egress_is_refused_unless_the_operator_enabled_it,
+    session_creation_is_rate_limited_per_client,
+    forwarded_for_from_an_untrusted_peer_is_ignored,
+    container_creation_and_sockets_are_rate_limited,
+    a_resize_flood_is_held_and_the_last_size_wins,
 );
 
 const T: Duration = Duration::from_secs(15);
@@ -875,4 +879,171 @@ impl Drop for EgressTeardown {
             let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", self.forward.trim());
         }
     }
+}
+
+/// `POST /api/v1/sessions`, optionally as a trusted proxy forwarding `xff`.
+async fn create_session(s: &Server, xff: Option<&str>) -> reqwest::Response {
+    let mut req = s.http.post(s.url("/api/v1/sessions"));
+    if let Some(xff) = xff {
+        req = req.header("x-forwarded-for", xff);
+    }
+    req.send().await.expect("POST sessions")
+}
+
+async fn assert_rate_limited(r: reqwest::Response, limit: &str) -> u64 {
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    let v: Value = r.json().await.expect("a JSON body");
+    assert_eq!(v["error"]["code"], "rate_limited", "{v}");
+    assert_eq!(v["error"]["limit"], limit, "{v}");
+    wait
+}
+
+async fn session_creation_is_rate_limited_per_client() {
+    let s = Server::start(|c| {
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        c.rate.sessions_burst = 3;
+        c.rate.sessions_per_minute = 60;
+    })
+    .await;
+    let client = "203.0.113.7";
+    // As a browser behind the proxy sends it: a made-up address on the left.
+    let xff = format!("6.6.6.6, {client}");
+    for _ in 0..3 {
+        assert_eq!(create_session(&s, Some(&xff)).await.status(), 201);
+    }
+    let wait =
+        assert_rate_limited(create_session(&s, Some(&xff)).await, "sessions_per_minute").await;
+    assert!(
+        (1..=2).contains(&wait),
+        "one session a second refills: {wait}"
+    );
+    // The made-up address is not the key, and other clients are unaffected.
+    assert_eq!(create_session(&s, Some("6.6.6.6")).await.status(), 201);
+    assert_eq!(create_session(&s, Some("198.51.100.1")).await.status(), 201);
+    assert_eq!(
+        create_session(&s, None).await.status(),
+        201,
+        "the proxy itself"
+    );
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert_eq!(
+        create_session(&s, Some(&xff)).await.status(),
+        201,
+        "refilled"
+    );
+    assert_eq!(create_session(&s, Some(&xff)).await.status(), 429, "by one");
+    s.stop().await;
+}
+
+async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let s = Server::start(|c| {
+        c.trusted_proxies = vec!["192.0.2.1".parse().unwrap()];
+        c.rate.sessions_burst = 2;
+        c.rate.sessions_per_minute = 1;
+    })
+    .await;
+    assert_eq!(create_session(&s, Some("1.1.1.1")).await.status(), 201);
+    assert_eq!(create_session(&s, Some("2.2.2.2")).await.status(), 201);
+    // All three came from 127.0.0.1, whatever they claimed.
+    let wait = assert_rate_limited(
+        create_session(&s, Some("3.3.3.3")).await,
+        "sessions_per_minute",
+    )
+    .await;
+    assert!((25..=60).contains(&wait), "{wait}");
+    s.stop().await;
+}
+
+async fn container_creation_and_sockets_are_rate_limited() {
+    let s = Server::start(|c| {
+        c.rate.containers_burst = 1;
+        c.rate.containers_per_minute = 1;
+        c.rate.sockets_burst = 2;
+        c.rate.sockets_per_minute = 1;
+    })
+    .await;
+    let token = s.session().await;
+    let v = s.container(&token, json!({})).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    let r = s
+        .http
+        .post(s.url("/api/v1/containers"))
+        .bearer_auth(&token)
+        .json(&json!({"image": "busybox"}))
+        .send()
+        .await
+        .unwrap();
+    assert_rate_limited(r, "containers_per_minute").await;
+    // A restart makes a container too.
+    let r = s
+        .http
+        .post(s.url(&format!("/api/v1/containers/{id}/restart")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_rate_limited(r, "containers_per_minute").await;
+    // A second session from the same address shares the address's budget.
+    let other = s.session().await;
+    let (st, v) = s
+        .post(&other, "/api/v1/containers", &json!({"image": "busybox"}))
+        .await;
+    assert_eq!((st, &v["error"]["code"]), (429, &json!("rate_limited")));
+
+    let _events = s
+        .ws(&token, "/api/v1/events", &[])
+        .await
+        .expect("1st socket");
+    let _tty = s
+        .ws(&token, &format!("/api/v1/containers/{id}/tty"), &[])
+        .await
+        .expect("2nd socket");
+    assert_eq!(s.ws(&token, "/api/v1/events", &[]).await.err(), Some(429));
+    assert_eq!(
+        s.ws(&token, &format!("/api/v1/containers/{id}/exec"), &[])
+            .await
+            .err(),
+        Some(429)
+    );
+    s.stop().await;
+}
+
+async fn a_resize_flood_is_held_and_the_last_size_wins() {
+    let s = Server::start(|c| {
+        c.rate.resize_burst = 2;
+        c.rate.resizes_per_second = 4;
+    })
+    .await;
+    let token = s.session().await;
+    let id = s.container(&token, json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut ws = s
+        .ws(&token, &format!("/api/v1/containers/{id}/tty"), &[])
+        .await
+        .expect("tty upgrade");
+    let mut term = Term::default();
+    for i in 0..40u32 {
+        let resize = json!({"type": "resize", "cols": 100 + i, "rows": 30});
+        ws.send(Message::Text(resize.to_string().into()))
+            .await
+            .unwrap();
+    }
+    // The burst went through at once, the rest waited; the newest (139) is
+    // applied within one refill (250 ms), and the socket is still open.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    type_line(&mut ws, "stty size").await;
+    assert!(
+        read_until(&mut ws, &mut term, T, |t| t.text().contains("30 139")).await,
+        "the last size did not win: {:?}",
+        term.text()
+    );
+    s.stop().await;
 }

@@ -44,11 +44,14 @@ export async function startServer() {
   const stateDir = mkdtempSync(join(tmpdir(), 'glassbox-e2e-state-'));
   mkdirSync(ARTIFACTS, { recursive: true });
   const log = createWriteStream(join(ARTIFACTS, 'server.log'));
+  // Every test's browser comes from 127.0.0.1: lift the per-address rates.
+  const rates = ['--sessions-per-minute', '600', '--containers-per-minute', '600',
+    '--sockets-per-minute', '6000'];
   const url = `http://127.0.0.1:${port}`;
   let child;
   let exited;
   const spawnServer = async () => {
-    child = spawn(bin, ['--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, '--shutdown', 'stop'], {
+    child = spawn(bin, ['--listen', `127.0.0.1:${port}`, '--state-dir', stateDir, '--shutdown', 'stop', ...rates], {
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

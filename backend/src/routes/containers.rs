@@ -7,6 +7,7 @@ use crate::auth::Auth;
 use crate::db::{self, ContainerRecord};
 use crate::error::{ApiError, ApiJson};
 use crate::monitor;
+use crate::ratelimit::{Action, ClientIp};
 use crate::sessions::ContainerEntry;
 use crate::state::AppState;
 use crate::{limits, metrics};
@@ -50,8 +51,8 @@ fn plain(s: &str) -> bool {
     s.len() <= MAX_STRING && !s.contains('\0')
 }
 
-/// Check the body's fields; returns (user name or None, hostname or None).
-fn validate(req: &CreateContainer) -> Result<(), ApiError> {
+/// Check the body's fields (names, command, environment; limits are [`limits::resolve`]'s).
+pub(crate) fn validate(req: &CreateContainer) -> Result<(), ApiError> {
     if req.image.is_empty() || req.image.len() > 128 {
         return Err(bad("image must be 1 to 128 characters".into()));
     }
@@ -100,8 +101,10 @@ fn present(mut info: ContainerInfo, entry: &ContainerEntry) -> ContainerInfo {
 pub async fn create(
     State(state): State<AppState>,
     auth: Auth,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<CreateContainer>,
 ) -> Result<Response, ApiError> {
+    state.rate.check(Action::CreateContainer, ip)?;
     validate(&req)?;
     let info = create_in(&state, &auth.session.id, req).await?;
     Ok((StatusCode::CREATED, ApiJson(info)).into_response())
@@ -290,8 +293,10 @@ pub async fn stop(
 pub async fn restart(
     State(state): State<AppState>,
     auth: Auth,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
 ) -> Result<ApiJson<ContainerInfo>, ApiError> {
+    state.rate.check(Action::CreateContainer, ip)?;
     let session = auth.session.id.clone();
     let old = state
         .sessions

@@ -5,35 +5,20 @@ use crate::auth::{self, Auth};
 use crate::error::{ApiError, ApiJson};
 use crate::limits;
 use crate::metrics;
+use crate::ratelimit::{Action, ClientIp};
 use crate::sessions::unix_ms;
 use crate::state::AppState;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use protocol::api::{ServerLimits, SessionCreated, SessionInfo};
-use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
-
-/// The client's address: the peer's, or behind a trusted proxy its `X-Real-IP`.
-fn client_ip(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
-    if state.config.trust_proxy_headers {
-        if let Some(ip) = headers
-            .get("x-real-ip")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok())
-        {
-            return ip;
-        }
-    }
-    peer.ip()
-}
 
 pub async fn create(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
 ) -> Result<Response, ApiError> {
-    let ip = client_ip(&state, &headers, peer);
+    state.rate.check(Action::CreateSession, ip)?;
     let (session_id, token, expires, record) = state.sessions.create(ip)?;
     // On disk before the token leaves: a restart must know every token out there.
     if let Err(e) = state.db.insert_session(record).await {

@@ -10,6 +10,7 @@ use super::{close, send_timeout, text, POLICY, UNSUPPORTED};
 use crate::auth::{check_origin, Auth};
 use crate::error::ApiError;
 use crate::metrics::WsGauge;
+use crate::ratelimit::{Action, ClientIp};
 use crate::state::AppState;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -24,10 +25,12 @@ use tokio::sync::broadcast::error::RecvError;
 pub async fn events(
     State(state): State<AppState>,
     auth: Auth,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     check_origin(&headers, &state, auth.via)?;
+    state.rate.check(Action::OpenSocket, ip)?;
     let ws = super::configure(ws, 1024)?;
     let (stats, events) = state
         .sessions

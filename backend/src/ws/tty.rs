@@ -20,6 +20,7 @@ use super::{close, send_timeout, text, INTERNAL, INVALID_PAYLOAD, NORMAL, POLICY
 use crate::auth::{check_origin, Auth};
 use crate::error::ApiError;
 use crate::metrics::WsGauge;
+use crate::ratelimit::{self, Action, ClientIp};
 use crate::sessions::ContainerEntry;
 use crate::state::AppState;
 use crate::supervisor::{self, Incoming, Reader, Writer};
@@ -45,7 +46,7 @@ const COALESCE: usize = 64 * 1024;
 const MAX_EXEC_ARGS: usize = 64;
 
 /// What the socket attaches to.
-enum Start {
+pub(crate) enum Start {
     Attach {
         target: Target,
         since: u64,
@@ -68,7 +69,7 @@ fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ApiError> {
         .map_err(|_| ApiError::BadRequest(format!("bad query: {key} must be a number")))
 }
 
-fn attach_query(q: &Option<String>) -> Result<Start, ApiError> {
+pub(crate) fn attach_query(q: &Option<String>) -> Result<Start, ApiError> {
     let (mut since, mut exec) = (0u64, None);
     for (k, v) in query_pairs(q) {
         match k.as_str() {
@@ -88,7 +89,7 @@ fn attach_query(q: &Option<String>) -> Result<Start, ApiError> {
     Ok(Start::Attach { target, since })
 }
 
-fn exec_query(q: &Option<String>) -> Result<Start, ApiError> {
+pub(crate) fn exec_query(q: &Option<String>) -> Result<Start, ApiError> {
     let (mut cmd, mut cols, mut rows) = (Vec::new(), 80u32, 24u32);
     for (k, v) in query_pairs(q) {
         match k.as_str() {
@@ -122,12 +123,14 @@ fn exec_query(q: &Option<String>) -> Result<Start, ApiError> {
 pub async fn attach(
     State(state): State<AppState>,
     auth: Auth,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     check_origin(&headers, &state, auth.via)?;
+    state.rate.check(Action::OpenSocket, ip)?;
     let entry = state.sessions.container(&auth.session.id, &id)?;
     let start = attach_query(&q)?;
     let ws = super::configure(ws, state.config.ws.max_message_bytes)?;
@@ -137,12 +140,14 @@ pub async fn attach(
 pub async fn exec(
     State(state): State<AppState>,
     auth: Auth,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     check_origin(&headers, &state, auth.via)?;
+    state.rate.check(Action::OpenSocket, ip)?;
     let entry = state.sessions.container(&auth.session.id, &id)?;
     let start = exec_query(&q)?;
     let ws = super::configure(ws, state.config.ws.max_message_bytes)?;
@@ -397,6 +402,11 @@ fn coalesce(sup_rx: &mut Reader, seq: u64, data: Bytes) -> (Bytes, Option<Incomi
 }
 
 /// Browser → supervisor. Every frame is decoded by type; anything else closes the socket.
+///
+/// Resizes are rate-limited per socket (each one makes the kernel signal the
+/// whole foreground process group): over the rate, the newest size waits and
+/// replaces any older waiting one, so the terminal still ends at the size the
+/// client last asked for.
 async fn input_loop(
     mut ws_rx: SplitStream<WebSocket>,
     mut sup_tx: Writer,
@@ -405,15 +415,35 @@ async fn input_loop(
     session: String,
 ) {
     let mut touched = Instant::now();
-    while let Some(msg) = ws_rx.next().await {
+    let resizes = ratelimit::resize_limiter(&state.config.rate);
+    let retry = Duration::from_secs(1) / state.config.rate.resizes_per_second.max(1);
+    let mut pending: Option<(u16, u16)> = None;
+    loop {
+        if let Some((cols, rows)) = pending {
+            if resizes.check().is_ok() {
+                pending = None;
+                if sup_tx
+                    .request(Request::Resize { cols, rows })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        let msg = tokio::select! {
+            msg = ws_rx.next() => msg,
+            () = tokio::time::sleep(retry), if pending.is_some() => continue,
+        };
         let msg = match msg {
-            Ok(m) => m,
-            Err(e) => {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
                 if let Some(c) = super::read_error_close(&e) {
                     let _ = ctrl_tx.send(c).await;
                 }
                 return;
             }
+            None => return,
         };
         let result = match msg {
             Message::Binary(data) => {
@@ -426,7 +456,13 @@ async fn input_loop(
             Message::Text(t) => match decode_control(t.as_str()) {
                 Ok(TtyClientMessage::Resize { cols, rows }) => {
                     let (cols, rows) = clamp_size(cols, rows);
-                    sup_tx.request(Request::Resize { cols, rows }).await
+                    if resizes.check().is_ok() {
+                        pending = None;
+                        sup_tx.request(Request::Resize { cols, rows }).await
+                    } else {
+                        pending = Some((cols, rows));
+                        Ok(())
+                    }
                 }
                 Err(c) => {
                     let _ = ctrl_tx.send(c).await;

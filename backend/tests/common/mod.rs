@@ -135,6 +135,14 @@ impl Server {
             ..Config::default()
         };
         config.sessions.reap_interval_ms = 100;
+        // Every test client is 127.0.0.1: rates are lifted unless a test sets them.
+        config.rate = backend::config::RateLimits {
+            sessions_burst: 1000,
+            containers_burst: 1000,
+            sockets_burst: 1000,
+            resize_burst: 1000,
+            ..backend::config::RateLimits::default()
+        };
         tweak(&mut config);
         let (addr, handle) = backend::serve(config).await.expect("server starts");
         Server {
