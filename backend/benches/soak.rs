@@ -13,7 +13,7 @@
 //!
 //! GLASSBOX_SOAK_CYCLES (default 200; the full run is 10,000),
 //! GLASSBOX_SOAK_PARALLEL cycles at once (default 8: one cycle takes about
-//! 2 s of mostly waiting), GLASSBOX_WARM_POOL (default: the server's).
+//! 2 s of mostly waiting), GLASSBOX_WARM_POOL (default 0, see `main`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -157,10 +157,12 @@ fn main() {
     runtime::process::supervisor_entrypoint();
     let cycles = env("GLASSBOX_SOAK_CYCLES", 200);
     let parallel = env("GLASSBOX_SOAK_PARALLEL", 8).max(1);
-    let warm_pool = env(
-        "GLASSBOX_WARM_POOL",
-        backend::config::Config::default().warm_pool,
-    );
+    // No warm pool by default: the pool starts a replacement for every
+    // create, so concurrent creates grow it past its size, and the extra
+    // entries expire only after minutes; the figures at the end would then
+    // depend on that timing rather than on leaks. With the pool off, every
+    // container of ours must be gone at the end.
+    let warm_pool = env("GLASSBOX_WARM_POOL", 0);
     let rss_tolerance = env("GLASSBOX_SOAK_RSS_TOLERANCE_KIB", 16 * 1024) as u64;
     let parent = support::cgroup_parent("soak");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -169,7 +171,7 @@ fn main() {
         .expect("tokio");
     let failed = rt.block_on(async {
         let p = parent.clone();
-        let s = Server::start(move |c| {
+        let mut s = Server::start(move |c| {
             c.cgroup_parent = Some(p);
             c.warm_pool = warm_pool;
             c.sessions.containers_per_session = parallel as u32 + 1;
@@ -177,6 +179,12 @@ fn main() {
             c.limits.default_disk_bytes = 16 << 20;
         })
         .await;
+        // No idle keep-alive connections: the server's fd count then says
+        // what the server holds, not how many connections the client pools.
+        s.http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("http client");
         let token = s.session().await;
         println!("soak: {cycles} cycles, {parallel} at once, warm pool {warm_pool}");
         // Warm up at full concurrency (page cache, and the tokio and

@@ -153,7 +153,6 @@ fn main() {
     let secs = support::env_secs("GLASSBOX_STATS_SECS", 5);
     let parent = support::cgroup_parent("stats");
     support::raise_nofile();
-    let _inotify = support::Sysctl::at_least("fs/inotify/max_user_instances", n as u64 * 2 + 256);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
