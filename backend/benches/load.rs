@@ -226,7 +226,7 @@ fn main() {
     // About three processes per sandbox (supervisor, init, shell) and a
     // thread or two more for the server: pid_max is the limit a big fleet
     // meets first (the rest were checked at 1,000: see the README).
-    let _pids = support::Sysctl::at_least(
+    let pid_max = support::Sysctl::at_least(
         "kernel/pid_max",
         support::host_pids().len() as u64 + n as u64 * 4 + 4096,
     );
@@ -261,6 +261,8 @@ fn main() {
         support::remove_cgroup_parent(&parent);
         ok
     });
+    // Put the kernel setting back before exiting (exit runs no destructors).
+    drop(pid_max);
     if !ok {
         println!("LOAD FAILED: errors above");
         std::process::exit(1);
