@@ -6,7 +6,7 @@
 //! cgroupfs walks its path and allocates a file; reading an open one again
 //! regenerates its text only. Measured on the development host: about 50 µs
 //! per container sample opening each file, about 10 µs with pread on open
-//! fds. The price is the fds: 12 per sampled container on v1, 9 on v2.
+//! fds. The price is the fds: 12 per sampled container on v1, 10 on v2.
 //!
 //! Limits change only when someone writes them (Glassbox never does after
 //! the create), so a reader takes them from the cgroup every
