@@ -12,9 +12,10 @@ use crate::sessions::{ContainerEntry, SessionStore, Watched};
 use crate::state::AppState;
 use crate::supervisor;
 use protocol::{ContainerEvent, EventsMessage};
-use runtime::cgroups::EventCounters;
+use runtime::cgroups::{EventCounters, StatsReader};
 use runtime::events::limit_events;
 use runtime::process::wire::{Reply, Request, Target};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,27 +43,47 @@ async fn rate_pruner(state: AppState) {
 async fn sampler(state: AppState) {
     let mut tick = tokio::time::interval(Duration::from_millis(state.config.stats_interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Watched containers' stats files stay open between ticks (see
+    // `runtime::cgroups::StatsReader`); a container nobody watches any more
+    // drops its reader, and its fds, at the next tick.
+    let mut readers = Readers::new();
     loop {
         tick.tick().await;
         let watched = state.sessions.watched();
         if watched.is_empty() {
+            readers.clear();
             continue;
         }
         // One blocking job per tick reads every watched cgroup.
-        let sampled = tokio::task::spawn_blocking(move || sample(watched)).await;
-        if let Err(e) = sampled {
-            tracing::error!(error = %e, "stats sampling failed");
-        }
+        let job = tokio::task::spawn_blocking(move || {
+            sample(watched, &mut readers);
+            readers
+        });
+        readers = match job.await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "stats sampling failed");
+                Readers::new()
+            }
+        };
     }
 }
 
-fn sample(watched: Vec<Watched>) {
+type Readers = HashMap<String, StatsReader>;
+
+fn sample(watched: Vec<Watched>, readers: &mut Readers) {
     let now = runtime::state::now_ms();
+    let mut seen = HashSet::new();
     for (stats_tx, events_tx, entries) in watched {
         let mut snapshot = Vec::with_capacity(entries.len());
         for entry in entries {
+            seen.insert(entry.id.clone());
+            let reader = readers
+                .entry(entry.id.clone())
+                .or_insert_with(|| StatsReader::new(entry.cgroup.clone()));
             // A container being removed has no cgroup any more: skip it.
-            let Ok(stats) = entry.cgroup.stats() else {
+            let Ok(stats) = reader.stats() else {
+                readers.remove(&entry.id);
                 continue;
             };
             let now_counters = EventCounters {
@@ -86,6 +107,7 @@ fn sample(watched: Vec<Watched>) {
         }
         stats_tx.send_replace(Arc::new(snapshot));
     }
+    readers.retain(|id, _| seen.contains(id));
 }
 
 /// Learn when a container's main process exits (the supervisor's `Watch`)

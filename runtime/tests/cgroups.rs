@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use protocol::{CgroupVersion, Limits};
-use runtime::cgroups::{Cgroup, CgroupParent, CgroupRecord};
+use runtime::cgroups::{Cgroup, CgroupParent, CgroupRecord, StatsReader};
 
 const BUSYBOX: &str = "/bin/busybox";
 const MIB: u64 = 1024 * 1024;
@@ -172,6 +172,42 @@ fn cgroup_create_limits_stats_pids_remove() {
         assert!(!d.exists(), "{} left behind", d.display());
     }
     cg.remove().expect("remove is idempotent");
+}
+
+#[test]
+fn cgroup_stats_reader_keeps_files_open_and_follows_changes() {
+    let limits = Limits {
+        memory_bytes: Some(64 * MIB),
+        cpu_millis: Some(500),
+        pids: Some(32),
+        disk_bytes: None,
+    };
+    let cg = create("reader", limits);
+    let _one = spawn_in(&cg, &format!("exec {BUSYBOX} sleep 10"));
+    std::thread::sleep(Duration::from_millis(100));
+    let mut reader = StatsReader::new((*cg).clone());
+    let (kept, fresh) = (reader.stats().expect("reader"), cg.stats().expect("stats"));
+    assert!(reader.open_files() >= 4, "{} files", reader.open_files());
+    assert_eq!(
+        (kept.memory_limit, kept.cpu_limit_millis, kept.pids_limit),
+        (fresh.memory_limit, fresh.cpu_limit_millis, fresh.pids_limit)
+    );
+    assert_eq!(
+        (kept.memory_limit, kept.pids_limit),
+        (Some(64 * MIB), Some(32))
+    );
+    assert_eq!(kept.pids_current, 1, "{kept:?}");
+    assert!(kept.memory_current > 0, "{kept:?}");
+    // The files held open show what changed since (pread from offset 0).
+    let _two = spawn_in(&cg, &format!("exec {BUSYBOX} sleep 10"));
+    let files = reader.open_files();
+    let again = reader.stats().expect("reader again");
+    assert_eq!(again.pids_current, 2, "{again:?}");
+    assert!(again.cpu_usage_ns >= kept.cpu_usage_ns);
+    assert_eq!(reader.open_files(), files, "no file opened twice");
+    // A removed cgroup is an error, not stale figures.
+    cg.remove().expect("remove");
+    assert!(reader.stats().is_err(), "stats of a removed cgroup");
 }
 
 #[test]

@@ -29,6 +29,7 @@
 //! through that leaf.
 
 pub mod devices;
+mod files;
 mod stats;
 mod v1;
 mod v2;
@@ -45,7 +46,10 @@ use std::path::{Path, PathBuf};
 use protocol::{CgroupInfo, CgroupVersion, Limits, Stats};
 use serde::{Deserialize, Serialize};
 
+pub use files::StatsReader;
 pub use watch::CgroupWatch;
+
+use files::{Fresh, StatFiles};
 
 /// Where container cgroups go. `None` = under the calling process's own cgroup (per hierarchy).
 /// `Some("/glassbox-ci")` is a path relative to each hierarchy's root.
@@ -305,10 +309,16 @@ impl Cgroup {
     }
 
     /// Every counter the host provides; `None` where it doesn't.
+    /// Opens and closes every file: for one-off reads. A sampler reading
+    /// the same cgroup again and again uses a [`StatsReader`].
     pub fn stats(&self) -> Result<Stats, CgroupError> {
+        self.stats_from(&mut Fresh)
+    }
+
+    fn stats_from(&self, files: &mut dyn StatFiles) -> Result<Stats, CgroupError> {
         let mut s = match self.record.version {
-            CgroupVersion::V1 => v1::stats(&self.record.dirs)?,
-            CgroupVersion::V2 => v2::stats(self.v2_dir()?)?,
+            CgroupVersion::V1 => v1::stats(&self.record.dirs, files)?,
+            CgroupVersion::V2 => v2::stats(self.v2_dir()?, files)?,
         };
         s.timestamp_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -319,8 +329,8 @@ impl Cgroup {
 
     pub fn event_counters(&self) -> Result<EventCounters, CgroupError> {
         match self.record.version {
-            CgroupVersion::V1 => v1::event_counters(&self.record.dirs),
-            CgroupVersion::V2 => v2::event_counters(self.v2_dir()?),
+            CgroupVersion::V1 => v1::event_counters(&self.record.dirs, &mut Fresh),
+            CgroupVersion::V2 => v2::event_counters(self.v2_dir()?, &mut Fresh),
         }
     }
 

@@ -265,6 +265,42 @@ fn v1_stats_from_realistic_files() {
 }
 
 #[test]
+fn stats_reader_matches_stats_and_rereads_limits_now_and_then() {
+    let (_t, dir) = fixture_dir(&[
+        ("cpuacct.usage", "100\n"),
+        ("cpu.cfs_quota_us", "50000\n"),
+        ("cpu.cfs_period_us", "100000\n"),
+        ("memory.usage_in_bytes", "4096\n"),
+        ("memory.limit_in_bytes", "16777216\n"),
+        ("pids.current", "1\n"),
+        ("pids.max", "64\n"),
+    ]);
+    let dirs: BTreeMap<String, PathBuf> = ["cpu", "cpuacct", "memory", "pids"]
+        .iter()
+        .map(|c| (c.to_string(), dir.clone()))
+        .collect();
+    let cg = Cgroup::open(&CgroupRecord {
+        version: CgroupVersion::V1,
+        path: "/glassbox/c".into(),
+        dirs,
+    });
+    let mut reader = super::StatsReader::new(cg.clone());
+    let (mut a, mut b) = (reader.stats().expect("reader"), cg.stats().expect("stats"));
+    a.timestamp_ms = 0;
+    b.timestamp_ms = 0;
+    assert_eq!(a, b);
+    // Counters are read every time, limits every LIMITS_EVERY reads.
+    fs::write(dir.join("cpuacct.usage"), "200\n").expect("write");
+    fs::write(dir.join("memory.limit_in_bytes"), "8388608\n").expect("write");
+    let s = reader.stats().expect("reader");
+    assert_eq!((s.cpu_usage_ns, s.memory_limit), (200, Some(16 << 20)));
+    for _ in 2..super::files::LIMITS_EVERY {
+        reader.stats().expect("reader");
+    }
+    assert_eq!(reader.stats().expect("reader").memory_limit, Some(8 << 20));
+}
+
+#[test]
 fn v1_stats_without_optional_controllers_and_with_junk() {
     let (_t, dir) = fixture_dir(&[
         ("cpuacct.usage", "\u{0}\u{1}garbage"),

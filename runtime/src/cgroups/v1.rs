@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use protocol::{CgroupVersion, Limits, Stats};
 
+use super::files::StatFiles;
 use super::stats::{self as parse, parse_flat_keyed};
 use super::{
     container_rel, cpu_quota_us, dir_in_mount, mkdir_leaf, page_round, read, read_opt, rmdir,
@@ -171,52 +172,61 @@ fn file(dirs: &BTreeMap<String, PathBuf>, ctrl: &str, name: &str) -> Option<Path
 
 /// Reads `ctrl`'s file `name`; `None` when the controller or the file is absent.
 fn read_ctrl(
+    files: &mut dyn StatFiles,
     dirs: &BTreeMap<String, PathBuf>,
     ctrl: &str,
     name: &str,
 ) -> Result<Option<String>, CgroupError> {
     match file(dirs, ctrl, name) {
-        Some(p) => read_opt(&p),
+        Some(p) => files.read(&p),
         None => Ok(None),
     }
 }
 
-fn number(dirs: &BTreeMap<String, PathBuf>, ctrl: &str, name: &str) -> Result<u64, CgroupError> {
-    Ok(read_ctrl(dirs, ctrl, name)?
+fn number(
+    files: &mut dyn StatFiles,
+    dirs: &BTreeMap<String, PathBuf>,
+    ctrl: &str,
+    name: &str,
+) -> Result<u64, CgroupError> {
+    Ok(read_ctrl(files, dirs, ctrl, name)?
         .and_then(|t| parse::parse_u64(&t))
         .unwrap_or(0))
 }
 
-pub(crate) fn stats(dirs: &BTreeMap<String, PathBuf>) -> Result<Stats, CgroupError> {
+pub(crate) fn stats(
+    dirs: &BTreeMap<String, PathBuf>,
+    files: &mut dyn StatFiles,
+) -> Result<Stats, CgroupError> {
     let mut s = Stats {
-        cpu_usage_ns: number(dirs, "cpuacct", "cpuacct.usage")?,
-        memory_current: number(dirs, "memory", "memory.usage_in_bytes")?,
-        pids_current: number(dirs, "pids", "pids.current")?,
+        cpu_usage_ns: number(files, dirs, "cpuacct", "cpuacct.usage")?,
+        memory_current: number(files, dirs, "memory", "memory.usage_in_bytes")?,
+        pids_current: number(files, dirs, "pids", "pids.current")?,
         ..Stats::default()
     };
-    if let Some(t) = read_ctrl(dirs, "cpu", "cpu.stat")? {
+    if let Some(t) = read_ctrl(files, dirs, "cpu", "cpu.stat")? {
         let m = parse_flat_keyed(&t);
         s.cpu_throttled_ns = m.get("throttled_time").copied().unwrap_or(0);
         s.cpu_throttled_periods = m.get("nr_throttled").copied().unwrap_or(0);
     }
     if let (Some(q), Some(p)) = (
-        read_ctrl(dirs, "cpu", "cpu.cfs_quota_us")?,
-        read_ctrl(dirs, "cpu", "cpu.cfs_period_us")?,
+        read_ctrl(files, dirs, "cpu", "cpu.cfs_quota_us")?,
+        read_ctrl(files, dirs, "cpu", "cpu.cfs_period_us")?,
     ) {
         s.cpu_limit_millis = parse::parse_v1_cpu_limit(&q, &p).flatten();
     }
-    s.memory_peak =
-        read_ctrl(dirs, "memory", "memory.max_usage_in_bytes")?.and_then(|t| parse::parse_u64(&t));
-    s.memory_limit = read_ctrl(dirs, "memory", "memory.limit_in_bytes")?
+    s.memory_peak = read_ctrl(files, dirs, "memory", "memory.max_usage_in_bytes")?
+        .and_then(|t| parse::parse_u64(&t));
+    s.memory_limit = read_ctrl(files, dirs, "memory", "memory.limit_in_bytes")?
         .and_then(|t| parse::parse_v1_limit(&t))
         .flatten();
-    s.pids_limit = read_ctrl(dirs, "pids", "pids.max")?
+    s.pids_limit = read_ctrl(files, dirs, "pids", "pids.max")?
         .and_then(|t| parse::parse_max(&t))
         .flatten();
-    let ev = event_counters(dirs)?;
+    let ev = event_counters(dirs, files)?;
     s.oom_kills = ev.oom_kills;
     s.pids_limit_hits = ev.pids_limit_hits;
-    if let Some(t) = read_ctrl(dirs, "blkio", "blkio.throttle.io_service_bytes")? {
+    if let Some(t) = read_ctrl(files, dirs, "blkio", "blkio.throttle.io_service_bytes")? {
         let (r, w) = parse::parse_blkio_service_bytes(&t);
         s.io_read_bytes = Some(r);
         s.io_write_bytes = Some(w);
@@ -226,14 +236,18 @@ pub(crate) fn stats(dirs: &BTreeMap<String, PathBuf>) -> Result<Stats, CgroupErr
 
 pub(crate) fn event_counters(
     dirs: &BTreeMap<String, PathBuf>,
+    files: &mut dyn StatFiles,
 ) -> Result<EventCounters, CgroupError> {
     let key = |t: Option<String>, k: &str| {
         t.and_then(|t| parse_flat_keyed(&t).get(k).copied())
             .unwrap_or(0)
     };
     Ok(EventCounters {
-        oom_kills: key(read_ctrl(dirs, "memory", "memory.oom_control")?, "oom_kill"),
-        pids_limit_hits: key(read_ctrl(dirs, "pids", "pids.events")?, "max"),
+        oom_kills: key(
+            read_ctrl(files, dirs, "memory", "memory.oom_control")?,
+            "oom_kill",
+        ),
+        pids_limit_hits: key(read_ctrl(files, dirs, "pids", "pids.events")?, "max"),
     })
 }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use protocol::{CgroupVersion, Limits, Stats};
 
+use super::files::StatFiles;
 use super::stats::{self as parse, parse_flat_keyed};
 use super::{
     container_rel, cpu_quota_us, dir_in_mount, mkdir_leaf, page_round, read, read_opt, rmdir,
@@ -216,32 +217,42 @@ pub(super) fn apply_limits(dir: &Path, limits: &Limits) -> Result<(), CgroupErro
     Ok(())
 }
 
-fn keyed(dir: &Path, name: &str) -> Result<BTreeMap<String, u64>, CgroupError> {
-    Ok(read_opt(&dir.join(name))?
+fn keyed(
+    files: &mut dyn StatFiles,
+    dir: &Path,
+    name: &str,
+) -> Result<BTreeMap<String, u64>, CgroupError> {
+    Ok(files
+        .read(&dir.join(name))?
         .map(|t| parse_flat_keyed(&t))
         .unwrap_or_default())
 }
 
-fn opt<T>(dir: &Path, name: &str, f: impl Fn(&str) -> Option<T>) -> Result<Option<T>, CgroupError> {
-    Ok(read_opt(&dir.join(name))?.and_then(|t| f(&t)))
+fn opt<T>(
+    files: &mut dyn StatFiles,
+    dir: &Path,
+    name: &str,
+    f: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, CgroupError> {
+    Ok(files.read(&dir.join(name))?.and_then(|t| f(&t)))
 }
 
-pub(crate) fn stats(dir: &Path) -> Result<Stats, CgroupError> {
-    let cpu = keyed(dir, "cpu.stat")?;
+pub(crate) fn stats(dir: &Path, files: &mut dyn StatFiles) -> Result<Stats, CgroupError> {
+    let cpu = keyed(files, dir, "cpu.stat")?;
     let get = |k: &str| cpu.get(k).copied().unwrap_or(0);
-    let ev = event_counters(dir)?;
-    let io = opt(dir, "io.stat", |t| Some(parse::parse_io_stat(t)))?;
+    let ev = event_counters(dir, files)?;
+    let io = opt(files, dir, "io.stat", |t| Some(parse::parse_io_stat(t)))?;
     Ok(Stats {
         timestamp_ms: 0,
         cpu_usage_ns: get("usage_usec").saturating_mul(1000),
         cpu_throttled_ns: get("throttled_usec").saturating_mul(1000),
         cpu_throttled_periods: get("nr_throttled"),
-        cpu_limit_millis: opt(dir, "cpu.max", parse::parse_cpu_max)?.flatten(),
-        memory_current: opt(dir, "memory.current", parse::parse_u64)?.unwrap_or(0),
-        memory_peak: opt(dir, "memory.peak", parse::parse_u64)?,
-        memory_limit: opt(dir, "memory.max", parse::parse_max)?.flatten(),
-        pids_current: opt(dir, "pids.current", parse::parse_u64)?.unwrap_or(0),
-        pids_limit: opt(dir, "pids.max", parse::parse_max)?.flatten(),
+        cpu_limit_millis: opt(files, dir, "cpu.max", parse::parse_cpu_max)?.flatten(),
+        memory_current: opt(files, dir, "memory.current", parse::parse_u64)?.unwrap_or(0),
+        memory_peak: opt(files, dir, "memory.peak", parse::parse_u64)?,
+        memory_limit: opt(files, dir, "memory.max", parse::parse_max)?.flatten(),
+        pids_current: opt(files, dir, "pids.current", parse::parse_u64)?.unwrap_or(0),
+        pids_limit: opt(files, dir, "pids.max", parse::parse_max)?.flatten(),
         oom_kills: ev.oom_kills,
         pids_limit_hits: ev.pids_limit_hits,
         io_read_bytes: io.map(|(r, _)| r),
@@ -249,13 +260,19 @@ pub(crate) fn stats(dir: &Path) -> Result<Stats, CgroupError> {
     })
 }
 
-pub(crate) fn event_counters(dir: &Path) -> Result<EventCounters, CgroupError> {
+pub(crate) fn event_counters(
+    dir: &Path,
+    files: &mut dyn StatFiles,
+) -> Result<EventCounters, CgroupError> {
     Ok(EventCounters {
-        oom_kills: keyed(dir, "memory.events")?
+        oom_kills: keyed(files, dir, "memory.events")?
             .get("oom_kill")
             .copied()
             .unwrap_or(0),
-        pids_limit_hits: keyed(dir, "pids.events")?.get("max").copied().unwrap_or(0),
+        pids_limit_hits: keyed(files, dir, "pids.events")?
+            .get("max")
+            .copied()
+            .unwrap_or(0),
     })
 }
 
