@@ -92,6 +92,15 @@ fn ping_range(gid_map: &str) -> (u32, u32) {
     (0, count.saturating_sub(1).min(i32::MAX as u64) as u32)
 }
 
+fn set_no_new_privs() -> Result<(), SecurityError> {
+    // SAFETY: prctl with integer arguments.
+    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    if r != 0 {
+        return Err(SecurityError::NoNewPrivs(nix::Error::last()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod ping_tests {
     use super::ping_range;
@@ -105,13 +114,4 @@ mod ping_tests {
         );
         assert_eq!(ping_range(""), (0, 0));
     }
-}
-
-fn set_no_new_privs() -> Result<(), SecurityError> {
-    // SAFETY: prctl with integer arguments.
-    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    if r != 0 {
-        return Err(SecurityError::NoNewPrivs(nix::Error::last()));
-    }
-    Ok(())
 }
