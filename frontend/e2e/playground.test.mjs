@@ -114,6 +114,8 @@ test('a yes flood on the terminal does not freeze the tab', async () => {
   assert.ok(answered && Date.now() - t0 < 3_000, 'the page did not answer during the flood');
   await page.click('button[data-tab=namespaces]');
   await waitForText(page, '.panel', /isolated/, 5_000);
+  // The seed's "root inside is not root on the host", live.
+  await waitForText(page, '[data-testid=idmap]', /root here is uid [1-9]\d+ on the host/, 5_000);
   await waitForScreen(page, PROMPT, 60_000);
   const [, n] = await run(page, 'echo done-$((2+3))', /^done-(\d)/, 15_000);
   assert.equal(n, '5');

@@ -29,6 +29,22 @@ pub fn namespace_purpose(kind: &str) -> &'static str {
 
 const NS_ORDER: [&str; 8] = ["pid", "mnt", "net", "uts", "ipc", "cgroup", "user", "time"];
 
+/// What root inside is on the host: the seed's "root inside != root on the
+/// host", from the container's user namespace map.
+pub fn root_mapping(info: &ContainerInfo) -> String {
+    match info.id_map {
+        Some(m) if m.container_id == 0 && m.host_id != 0 => format!(
+            "root here is uid {} on the host, an unprivileged id: ids 0–{} inside are {}–{} outside",
+            m.host_id,
+            m.size.saturating_sub(1),
+            m.host_id,
+            m.host_id.saturating_add(m.size.saturating_sub(1)),
+        ),
+        Some(_) => "root here is root on the host: the user namespace maps it to uid 0".into(),
+        None => "no user namespace: root here is root on the host".into(),
+    }
+}
+
 /// Namespaces in a teaching order (pid, mnt, net, uts, …), unknown types last.
 pub fn namespace_rows(info: &ContainerInfo) -> Vec<NamespaceRow> {
     let mut rows: Vec<NamespaceRow> = info
@@ -252,6 +268,24 @@ pub(crate) mod tests {
             ppid,
             cmd: cmd.into(),
         }
+    }
+
+    #[test]
+    fn root_maps_to_the_containers_host_range() {
+        let mut c = info();
+        assert_eq!(
+            root_mapping(&c),
+            "no user namespace: root here is root on the host"
+        );
+        c.id_map = Some(protocol::IdMapping {
+            container_id: 0,
+            host_id: 1_065_536,
+            size: 65536,
+        });
+        assert_eq!(
+            root_mapping(&c),
+            "root here is uid 1065536 on the host, an unprivileged id: ids 0–65535 inside are 1065536–1131071 outside"
+        );
     }
 
     #[test]

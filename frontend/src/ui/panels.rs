@@ -242,6 +242,7 @@ fn namespaces(info: &ContainerInfo) -> Html {
                 <thead><tr><th>{"type"}</th><th>{"inside"}</th><th>{"host"}</th><th></th><th>{"what it hides"}</th></tr></thead>
                 <tbody>{ for body }</tbody>
             </table>
+            <p class="small idmap" data-testid="idmap"><span class="strong">{"user: "}</span>{glass::root_mapping(info)}</p>
         </div>
     }
 }
