@@ -268,6 +268,7 @@ fn v1_stats_from_realistic_files() {
 fn stats_reader_matches_stats_and_rereads_limits_now_and_then() {
     let (_t, dir) = fixture_dir(&[
         ("cpuacct.usage", "100\n"),
+        ("memory.max_usage_in_bytes", "8192\n"),
         ("cpu.cfs_quota_us", "50000\n"),
         ("cpu.cfs_period_us", "100000\n"),
         ("memory.usage_in_bytes", "4096\n"),
@@ -289,12 +290,21 @@ fn stats_reader_matches_stats_and_rereads_limits_now_and_then() {
     a.timestamp_ms = 0;
     b.timestamp_ms = 0;
     assert_eq!(a, b);
-    // Counters are read every time, limits every LIMITS_EVERY reads.
+    // Counters are read every time, slow counters every SLOW_EVERY reads,
+    // limits every LIMITS_EVERY reads.
     fs::write(dir.join("cpuacct.usage"), "200\n").expect("write");
+    fs::write(dir.join("memory.max_usage_in_bytes"), "12288\n").expect("write");
     fs::write(dir.join("memory.limit_in_bytes"), "8388608\n").expect("write");
     let s = reader.stats().expect("reader");
-    assert_eq!((s.cpu_usage_ns, s.memory_limit), (200, Some(16 << 20)));
-    for _ in 2..super::files::LIMITS_EVERY {
+    assert_eq!(
+        (s.cpu_usage_ns, s.memory_peak, s.memory_limit),
+        (200, Some(8192), Some(16 << 20))
+    );
+    for _ in 2..super::files::SLOW_EVERY {
+        reader.stats().expect("reader");
+    }
+    assert_eq!(reader.stats().expect("reader").memory_peak, Some(12288));
+    for _ in (super::files::SLOW_EVERY + 1)..super::files::LIMITS_EVERY {
         reader.stats().expect("reader");
     }
     assert_eq!(reader.stats().expect("reader").memory_limit, Some(8 << 20));
