@@ -26,6 +26,13 @@ const RING_BYTES: usize = 256 * 1024;
 /// A client with this much unsent output pauses the terminal it watches:
 /// the container's writes then block instead of our memory growing.
 const CLIENT_HIGH_WATER: usize = 256 * 1024;
+/// The longest an idle supervisor sleeps in `poll` (a safety net: every
+/// wake-up it needs comes from an fd, a signal or a batch that is due).
+const IDLE_WAIT: Duration = Duration::from_secs(30);
+/// Once the main process is done: how often to look again whether the
+/// caller has attached to collect it.
+const DONE_WAIT: Duration = Duration::from_millis(250);
+
 /// Input waiting for the terminal, per session; beyond it we stop reading clients.
 const INPUT_LIMIT: usize = 64 * 1024;
 const MAX_CLIENTS: usize = 64;
@@ -222,7 +229,12 @@ impl Server {
         self.reap();
         let mut main_done_at: Option<Instant> = None;
         loop {
+            // Idle, the loop sleeps until something happens: a thousand idle
+            // containers must not cost a thousand wake-ups four times a
+            // second. The long cap is only a safety net.
+            let mut max_wait = IDLE_WAIT;
             if self.sessions.get(&0).is_some_and(Session::done) {
+                max_wait = DONE_WAIT;
                 let since = *main_done_at.get_or_insert_with(Instant::now);
                 // A foreground caller that has not attached yet gets a moment to do so.
                 let waiting_for_caller = self.config.tty
@@ -233,7 +245,7 @@ impl Server {
                     return self.finish();
                 }
             }
-            self.poll_once(&sigfd);
+            self.poll_once(&sigfd, max_wait);
         }
     }
 
@@ -255,7 +267,7 @@ impl Server {
         }
     }
 
-    fn poll_once(&mut self, sigfd: &SignalFd) {
+    fn poll_once(&mut self, sigfd: &SignalFd, max_wait: Duration) {
         let paused: Vec<u32> = self
             .clients
             .iter()
@@ -302,7 +314,7 @@ impl Server {
             .values()
             .filter_map(|s| s.batch_due)
             .map(|due| due.saturating_duration_since(now))
-            .fold(Duration::from_millis(250), Duration::min);
+            .fold(max_wait, Duration::min);
         let timeout = PollTimeout::try_from(wait.as_millis().max(1) as i32)
             .unwrap_or(PollTimeout::from(250u16));
         if poll(&mut fds, timeout).is_err() {
