@@ -345,13 +345,12 @@ impl Runtime {
 
     /// Start warm containers until the pool holds its target (in the background).
     pub fn refill_pool(&self) {
-        let missing = self.warm_pool.saturating_sub(pool::count(&self.state));
-        if missing > 0 {
+        if pool::count(&self.state) < self.warm_pool {
             let children = pool::spawn(
                 &self.state,
                 self.cgroup_parent.as_deref(),
                 self.warm_idle,
-                missing,
+                self.warm_pool,
             );
             pool::reap_in_background(children);
         }

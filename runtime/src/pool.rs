@@ -150,20 +150,23 @@ pub fn drain(state: &StateDir) -> Result<usize, StateError> {
     Ok(all.len())
 }
 
-/// Make `n` entries and start their supervisors. Each entry is made whole
-/// (directory, cgroup, record) under the state lock before its supervisor
-/// runs. The returned children are the supervisors: reap them (they live
-/// until claimed or idle).
+/// Make entries until the pool holds `target` (counting those being made)
+/// and start their supervisors. Each entry is made whole (directory, cgroup,
+/// record) under the state lock before its supervisor runs, and the count is
+/// taken under that lock too: many refills at once (a burst of claims) still
+/// stop at `target`. The returned children are the supervisors: reap them
+/// (they live until claimed or idle).
 pub fn spawn(
     state: &StateDir,
     cgroup_parent: Option<&str>,
     idle: Duration,
-    n: usize,
+    target: usize,
 ) -> Vec<std::process::Child> {
     let mut children = Vec::new();
-    for _ in 0..n {
-        match spawn_one(state, cgroup_parent, idle) {
-            Ok(c) => children.push(c),
+    loop {
+        match spawn_one(state, cgroup_parent, idle, target) {
+            Ok(Some(c)) => children.push(c),
+            Ok(None) => break,
             Err(e) => {
                 tracing::warn!(error = %e, "could not start a warm container");
                 break;
@@ -177,8 +180,12 @@ fn spawn_one(
     state: &StateDir,
     cgroup_parent: Option<&str>,
     idle: Duration,
-) -> Result<std::process::Child, String> {
+    target: usize,
+) -> Result<Option<std::process::Child>, String> {
     let _lock = state.lock().map_err(|e| e.to_string())?;
+    if count(state) >= target {
+        return Ok(None);
+    }
     let id = state::new_id();
     let dir = entry_dir(state, &id);
     std::fs::create_dir_all(pool_dir(state))
@@ -254,7 +261,7 @@ fn spawn_one(
     if let Err(e) = state::write_json_atomic(&record, &entry) {
         tracing::warn!(error = %e, "recording a warm supervisor");
     }
-    Ok(child)
+    Ok(Some(child))
 }
 
 /// Reap spawned children without blocking the caller.

@@ -346,14 +346,13 @@ fn refill_pool(r: &Refill) {
     let Ok(state) = StateDir::open(&r.state_root) else {
         return;
     };
-    let missing = r.target.saturating_sub(pool::count(&state));
     let idle = std::time::Duration::from_secs(r.idle_secs);
     // Dropping a Child neither kills nor waits for it.
     drop(pool::spawn(
         &state,
         r.cgroup_parent.as_deref(),
         idle,
-        missing,
+        r.target,
     ));
 }
 
