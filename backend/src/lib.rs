@@ -206,6 +206,14 @@ pub async fn serve(config: Config) -> Result<(SocketAddr, ServerHandle), ServeEr
         addr: config.listen,
         source,
     })?;
+    // A terminal sends many small frames: without TCP_NODELAY, Nagle holds
+    // a keystroke's echo back until the previous frame is acknowledged (up
+    // to the peer's 40 ms delayed ACK).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY on an accepted connection");
+        }
+    });
     let tasks = monitor::spawn_background(&state);
     let (tx, rx) = oneshot::channel::<()>();
     let service = app(Arc::clone(&state)).into_make_service_with_connect_info::<SocketAddr>();
