@@ -312,7 +312,7 @@ impl Cgroup {
     /// Opens and closes every file: for one-off reads. A sampler reading
     /// the same cgroup again and again uses a [`StatsReader`].
     pub fn stats(&self) -> Result<Stats, CgroupError> {
-        self.stats_from(&mut Fresh)
+        self.stats_from(&mut Fresh::default())
     }
 
     fn stats_from(&self, files: &mut dyn StatFiles) -> Result<Stats, CgroupError> {
@@ -329,8 +329,8 @@ impl Cgroup {
 
     pub fn event_counters(&self) -> Result<EventCounters, CgroupError> {
         match self.record.version {
-            CgroupVersion::V1 => v1::event_counters(&self.record.dirs, &mut Fresh),
-            CgroupVersion::V2 => v2::event_counters(self.v2_dir()?, &mut Fresh),
+            CgroupVersion::V1 => v1::event_counters(&self.record.dirs, &mut Fresh::default()),
+            CgroupVersion::V2 => v2::event_counters(self.v2_dir()?, &mut Fresh::default()),
         }
     }
 

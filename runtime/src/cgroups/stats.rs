@@ -3,8 +3,6 @@
 //! Every function here is pure (text in, values out) and total: junk input
 //! yields `None` or skips the junk line, never a panic.
 
-use std::collections::BTreeMap;
-
 /// Values at or above this are "no limit" in v1 files (the kernel prints
 /// `PAGE_COUNTER_MAX * PAGE_SIZE`, a page-rounded `i64::MAX`).
 pub const V1_UNLIMITED: u64 = 1 << 62;
@@ -29,19 +27,17 @@ pub fn parse_v1_limit(text: &str) -> Option<Option<u64>> {
 }
 
 /// Flat keyed files: `key value` per line (`cpu.stat`, `memory.events`,
-/// `memory.oom_control`, `pids.events`). Lines that are not exactly a key and
-/// an unsigned number are skipped.
-pub fn parse_flat_keyed(text: &str) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
+/// `memory.oom_control`, `pids.events`). The value of the first line that is
+/// exactly `key` and an unsigned number; other lines are skipped. No map is
+/// built: this is the stats sampler's hot path.
+pub fn flat_keyed_value(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
         let mut it = line.split_whitespace();
-        if let (Some(k), Some(v), None) = (it.next(), it.next(), it.next()) {
-            if let Ok(v) = v.parse::<u64>() {
-                out.insert(k.to_string(), v);
-            }
+        match (it.next(), it.next(), it.next()) {
+            (Some(k), Some(v), None) if k == key => v.parse().ok(),
+            _ => None,
         }
-    }
-    out
+    })
 }
 
 /// v2 `cpu.max`: `"<quota|max> <period>"`. Returns the limit in thousandths
@@ -222,33 +218,33 @@ mod tests {
     fn flat_keyed_v2_cpu_stat() {
         let t = "usage_usec 1520\nuser_usec 1000\nsystem_usec 520\nnr_periods 12\n\
                  nr_throttled 3\nthrottled_usec 45000\nnr_bursts 0\nburst_usec 0\n";
-        let m = parse_flat_keyed(t);
-        assert_eq!(m.get("usage_usec"), Some(&1520));
-        assert_eq!(m.get("nr_throttled"), Some(&3));
-        assert_eq!(m.get("throttled_usec"), Some(&45000));
+        assert_eq!(flat_keyed_value(t, "usage_usec"), Some(1520));
+        assert_eq!(flat_keyed_value(t, "nr_throttled"), Some(3));
+        assert_eq!(flat_keyed_value(t, "throttled_usec"), Some(45000));
+        assert_eq!(flat_keyed_value(t, "usage"), None, "a key is a whole word");
     }
 
     #[test]
     fn flat_keyed_v1_files() {
         let oom = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
-        assert_eq!(parse_flat_keyed(oom).get("oom_kill"), Some(&2));
+        assert_eq!(flat_keyed_value(oom, "oom_kill"), Some(2));
         let cpu = "nr_periods 10\nnr_throttled 4\nthrottled_time 123456789\n";
-        assert_eq!(
-            parse_flat_keyed(cpu).get("throttled_time"),
-            Some(&123456789)
-        );
-        assert_eq!(parse_flat_keyed("max 7\n").get("max"), Some(&7));
+        assert_eq!(flat_keyed_value(cpu, "throttled_time"), Some(123456789));
+        assert_eq!(flat_keyed_value("max 7\n", "max"), Some(7));
         let ev = "low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\noom_group_kill 1\n";
-        let m = parse_flat_keyed(ev);
-        assert_eq!((m.get("oom_kill"), m.get("max")), (Some(&1), Some(&5)));
+        assert_eq!(flat_keyed_value(ev, "oom_kill"), Some(1));
+        assert_eq!(flat_keyed_value(ev, "max"), Some(5));
     }
 
     #[test]
     fn flat_keyed_skips_junk() {
         let t = "oom_kill\noom_kill x\n a b c\n\u{fffd}\u{0} 3\nmax -4\n\n  ok 9  \n";
-        let m = parse_flat_keyed(t);
-        assert_eq!(m.len(), 2, "{m:?}");
-        assert_eq!(m.get("ok"), Some(&9));
+        assert_eq!(flat_keyed_value(t, "ok"), Some(9));
+        assert_eq!(flat_keyed_value(t, "\u{fffd}\u{0}"), Some(3));
+        assert_eq!(flat_keyed_value(t, "oom_kill"), None);
+        assert_eq!(flat_keyed_value(t, "max"), None);
+        assert_eq!(flat_keyed_value(t, "a"), None);
+        assert_eq!(flat_keyed_value("", "ok"), None);
     }
 
     #[test]

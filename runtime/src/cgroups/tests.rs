@@ -311,6 +311,46 @@ fn stats_reader_matches_stats_and_rereads_limits_now_and_then() {
 }
 
 #[test]
+fn stats_reader_reads_event_counters_every_sample_only_near_a_limit() {
+    let (_t, dir) = fixture_dir(&[
+        ("memory.usage_in_bytes", "4096\n"),
+        ("memory.limit_in_bytes", "16777216\n"),
+        ("memory.oom_control", "oom_kill 0\n"),
+        ("pids.current", "1\n"),
+        ("pids.max", "64\n"),
+        ("pids.events", "max 0\n"),
+    ]);
+    let dirs: BTreeMap<String, PathBuf> = ["memory", "pids"]
+        .iter()
+        .map(|c| (c.to_string(), dir.clone()))
+        .collect();
+    let cg = Cgroup::open(&CgroupRecord {
+        version: CgroupVersion::V1,
+        path: "/glassbox/c".into(),
+        dirs,
+    });
+    let mut reader = super::StatsReader::new(cg);
+    let counts = |r: &mut super::StatsReader| {
+        let s = r.stats().expect("reader");
+        (s.oom_kills, s.pids_limit_hits)
+    };
+    assert_eq!(counts(&mut reader), (0, 0));
+    // Far from both limits: a kill shows at the next slow read, not before.
+    fs::write(dir.join("memory.oom_control"), "oom_kill 1\n").expect("write");
+    for _ in 1..super::files::SLOW_EVERY {
+        assert_eq!(counts(&mut reader), (0, 0));
+    }
+    assert_eq!(counts(&mut reader), (1, 0), "late, never lost");
+    // Near the pids limit (52 of 64 is over 80 %): every sample looks.
+    fs::write(dir.join("pids.current"), "52\n").expect("write");
+    counts(&mut reader);
+    fs::write(dir.join("pids.events"), "max 3\n").expect("write");
+    assert_eq!(counts(&mut reader), (1, 3));
+    fs::write(dir.join("memory.oom_control"), "oom_kill 2\n").expect("write");
+    assert_eq!(counts(&mut reader), (2, 3));
+}
+
+#[test]
 fn v1_stats_without_optional_controllers_and_with_junk() {
     let (_t, dir) = fixture_dir(&[
         ("cpuacct.usage", "\u{0}\u{1}garbage"),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use protocol::{CgroupVersion, Limits, Stats};
 
 use super::files::StatFiles;
-use super::stats::{self as parse, parse_flat_keyed};
+use super::stats::{self as parse, flat_keyed_value};
 use super::{
     container_rel, cpu_quota_us, dir_in_mount, mkdir_leaf, page_round, read, read_opt, rmdir,
     rmdir_shared_parent, write, write_checked, CgroupError, CgroupRecord, EventCounters, HostPaths,
@@ -166,68 +166,95 @@ pub(super) fn apply_limits(
     Ok(())
 }
 
-fn file(dirs: &BTreeMap<String, PathBuf>, ctrl: &str, name: &str) -> Option<PathBuf> {
-    dirs.get(ctrl).map(|d| d.join(name))
-}
-
 /// Reads `ctrl`'s file `name`; `None` when the controller or the file is absent.
-fn read_ctrl(
-    files: &mut dyn StatFiles,
+fn read_ctrl<'f>(
+    files: &'f mut dyn StatFiles,
     dirs: &BTreeMap<String, PathBuf>,
     ctrl: &str,
-    name: &str,
-) -> Result<Option<String>, CgroupError> {
-    match file(dirs, ctrl, name) {
-        Some(p) => files.read(&p),
+    name: &'static str,
+) -> Result<Option<&'f str>, CgroupError> {
+    match dirs.get(ctrl) {
+        Some(dir) => files.read(dir, name),
         None => Ok(None),
     }
 }
 
-fn number(
+/// `ctrl`'s file `name` parsed by `f`; `None` when absent or junk.
+fn parsed<T>(
     files: &mut dyn StatFiles,
     dirs: &BTreeMap<String, PathBuf>,
     ctrl: &str,
-    name: &str,
+    name: &'static str,
+    f: impl FnOnce(&str) -> Option<T>,
+) -> Result<Option<T>, CgroupError> {
+    Ok(read_ctrl(files, dirs, ctrl, name)?.and_then(f))
+}
+
+/// The value of `key` in `ctrl`'s flat keyed file `name` (0 when absent).
+fn keyed(
+    files: &mut dyn StatFiles,
+    dirs: &BTreeMap<String, PathBuf>,
+    ctrl: &str,
+    name: &'static str,
+    key: &str,
 ) -> Result<u64, CgroupError> {
-    Ok(read_ctrl(files, dirs, ctrl, name)?
-        .and_then(|t| parse::parse_u64(&t))
-        .unwrap_or(0))
+    Ok(parsed(files, dirs, ctrl, name, |t| flat_keyed_value(t, key))?.unwrap_or(0))
 }
 
 pub(crate) fn stats(
     dirs: &BTreeMap<String, PathBuf>,
     files: &mut dyn StatFiles,
 ) -> Result<Stats, CgroupError> {
+    let number = |files: &mut dyn StatFiles, ctrl, name| {
+        parsed(files, dirs, ctrl, name, parse::parse_u64).map(|v| v.unwrap_or(0))
+    };
     let mut s = Stats {
-        cpu_usage_ns: number(files, dirs, "cpuacct", "cpuacct.usage")?,
-        memory_current: number(files, dirs, "memory", "memory.usage_in_bytes")?,
-        pids_current: number(files, dirs, "pids", "pids.current")?,
+        cpu_usage_ns: number(files, "cpuacct", "cpuacct.usage")?,
+        memory_current: number(files, "memory", "memory.usage_in_bytes")?,
+        pids_current: number(files, "pids", "pids.current")?,
         ..Stats::default()
     };
     if let Some(t) = read_ctrl(files, dirs, "cpu", "cpu.stat")? {
-        let m = parse_flat_keyed(&t);
-        s.cpu_throttled_ns = m.get("throttled_time").copied().unwrap_or(0);
-        s.cpu_throttled_periods = m.get("nr_throttled").copied().unwrap_or(0);
+        s.cpu_throttled_ns = flat_keyed_value(t, "throttled_time").unwrap_or(0);
+        s.cpu_throttled_periods = flat_keyed_value(t, "nr_throttled").unwrap_or(0);
     }
-    if let (Some(q), Some(p)) = (
-        read_ctrl(files, dirs, "cpu", "cpu.cfs_quota_us")?,
-        read_ctrl(files, dirs, "cpu", "cpu.cfs_period_us")?,
-    ) {
-        s.cpu_limit_millis = parse::parse_v1_cpu_limit(&q, &p).flatten();
+    // Each text lives until the next read: the quota is parsed first.
+    let quota = parsed(files, dirs, "cpu", "cpu.cfs_quota_us", |t| {
+        Some(t.trim().to_owned())
+    })?;
+    if let Some(q) = quota {
+        s.cpu_limit_millis = parsed(files, dirs, "cpu", "cpu.cfs_period_us", |p| {
+            parse::parse_v1_cpu_limit(&q, p)
+        })?
+        .flatten();
     }
-    s.memory_peak = read_ctrl(files, dirs, "memory", "memory.max_usage_in_bytes")?
-        .and_then(|t| parse::parse_u64(&t));
-    s.memory_limit = read_ctrl(files, dirs, "memory", "memory.limit_in_bytes")?
-        .and_then(|t| parse::parse_v1_limit(&t))
-        .flatten();
-    s.pids_limit = read_ctrl(files, dirs, "pids", "pids.max")?
-        .and_then(|t| parse::parse_max(&t))
-        .flatten();
+    s.memory_peak = parsed(
+        files,
+        dirs,
+        "memory",
+        "memory.max_usage_in_bytes",
+        parse::parse_u64,
+    )?;
+    s.memory_limit = parsed(
+        files,
+        dirs,
+        "memory",
+        "memory.limit_in_bytes",
+        parse::parse_v1_limit,
+    )?
+    .flatten();
+    s.pids_limit = parsed(files, dirs, "pids", "pids.max", parse::parse_max)?.flatten();
+    files.near_limit(super::files::near_limit(&s));
     let ev = event_counters(dirs, files)?;
     s.oom_kills = ev.oom_kills;
     s.pids_limit_hits = ev.pids_limit_hits;
-    if let Some(t) = read_ctrl(files, dirs, "blkio", "blkio.throttle.io_service_bytes")? {
-        let (r, w) = parse::parse_blkio_service_bytes(&t);
+    if let Some((r, w)) = parsed(
+        files,
+        dirs,
+        "blkio",
+        "blkio.throttle.io_service_bytes",
+        |t| Some(parse::parse_blkio_service_bytes(t)),
+    )? {
         s.io_read_bytes = Some(r);
         s.io_write_bytes = Some(w);
     }
@@ -238,16 +265,9 @@ pub(crate) fn event_counters(
     dirs: &BTreeMap<String, PathBuf>,
     files: &mut dyn StatFiles,
 ) -> Result<EventCounters, CgroupError> {
-    let key = |t: Option<String>, k: &str| {
-        t.and_then(|t| parse_flat_keyed(&t).get(k).copied())
-            .unwrap_or(0)
-    };
     Ok(EventCounters {
-        oom_kills: key(
-            read_ctrl(files, dirs, "memory", "memory.oom_control")?,
-            "oom_kill",
-        ),
-        pids_limit_hits: key(read_ctrl(files, dirs, "pids", "pids.events")?, "max"),
+        oom_kills: keyed(files, dirs, "memory", "memory.oom_control", "oom_kill")?,
+        pids_limit_hits: keyed(files, dirs, "pids", "pids.events", "max")?,
     })
 }
 

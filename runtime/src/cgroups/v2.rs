@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use protocol::{CgroupVersion, Limits, Stats};
 
 use super::files::StatFiles;
-use super::stats::{self as parse, parse_flat_keyed};
+use super::stats::{self as parse, flat_keyed_value};
 use super::{
     container_rel, cpu_quota_us, dir_in_mount, mkdir_leaf, page_round, read, read_opt, rmdir,
     rmdir_shared_parent, write, write_checked, CgroupError, CgroupRecord, EventCounters, HostPaths,
@@ -217,47 +217,48 @@ pub(super) fn apply_limits(dir: &Path, limits: &Limits) -> Result<(), CgroupErro
     Ok(())
 }
 
+/// The value of `key` in the flat keyed file `name` (0 when absent).
 fn keyed(
     files: &mut dyn StatFiles,
     dir: &Path,
-    name: &str,
-) -> Result<BTreeMap<String, u64>, CgroupError> {
-    Ok(files
-        .read(&dir.join(name))?
-        .map(|t| parse_flat_keyed(&t))
-        .unwrap_or_default())
+    name: &'static str,
+    key: &str,
+) -> Result<u64, CgroupError> {
+    Ok(opt(files, dir, name, |t| flat_keyed_value(t, key))?.unwrap_or(0))
 }
 
 fn opt<T>(
     files: &mut dyn StatFiles,
     dir: &Path,
-    name: &str,
-    f: impl Fn(&str) -> Option<T>,
+    name: &'static str,
+    f: impl FnOnce(&str) -> Option<T>,
 ) -> Result<Option<T>, CgroupError> {
-    Ok(files.read(&dir.join(name))?.and_then(|t| f(&t)))
+    Ok(files.read(dir, name)?.and_then(f))
 }
 
 pub(crate) fn stats(dir: &Path, files: &mut dyn StatFiles) -> Result<Stats, CgroupError> {
-    let cpu = keyed(files, dir, "cpu.stat")?;
-    let get = |k: &str| cpu.get(k).copied().unwrap_or(0);
+    let mut s = Stats::default();
+    if let Some(t) = files.read(dir, "cpu.stat")? {
+        let get = |k| flat_keyed_value(t, k).unwrap_or(0);
+        s.cpu_usage_ns = get("usage_usec").saturating_mul(1000);
+        s.cpu_throttled_ns = get("throttled_usec").saturating_mul(1000);
+        s.cpu_throttled_periods = get("nr_throttled");
+    }
+    s.cpu_limit_millis = opt(files, dir, "cpu.max", parse::parse_cpu_max)?.flatten();
+    s.memory_current = opt(files, dir, "memory.current", parse::parse_u64)?.unwrap_or(0);
+    s.memory_peak = opt(files, dir, "memory.peak", parse::parse_u64)?;
+    s.memory_limit = opt(files, dir, "memory.max", parse::parse_max)?.flatten();
+    s.pids_current = opt(files, dir, "pids.current", parse::parse_u64)?.unwrap_or(0);
+    s.pids_limit = opt(files, dir, "pids.max", parse::parse_max)?.flatten();
+    files.near_limit(super::files::near_limit(&s));
     let ev = event_counters(dir, files)?;
-    let io = opt(files, dir, "io.stat", |t| Some(parse::parse_io_stat(t)))?;
-    Ok(Stats {
-        timestamp_ms: 0,
-        cpu_usage_ns: get("usage_usec").saturating_mul(1000),
-        cpu_throttled_ns: get("throttled_usec").saturating_mul(1000),
-        cpu_throttled_periods: get("nr_throttled"),
-        cpu_limit_millis: opt(files, dir, "cpu.max", parse::parse_cpu_max)?.flatten(),
-        memory_current: opt(files, dir, "memory.current", parse::parse_u64)?.unwrap_or(0),
-        memory_peak: opt(files, dir, "memory.peak", parse::parse_u64)?,
-        memory_limit: opt(files, dir, "memory.max", parse::parse_max)?.flatten(),
-        pids_current: opt(files, dir, "pids.current", parse::parse_u64)?.unwrap_or(0),
-        pids_limit: opt(files, dir, "pids.max", parse::parse_max)?.flatten(),
-        oom_kills: ev.oom_kills,
-        pids_limit_hits: ev.pids_limit_hits,
-        io_read_bytes: io.map(|(r, _)| r),
-        io_write_bytes: io.map(|(_, w)| w),
-    })
+    s.oom_kills = ev.oom_kills;
+    s.pids_limit_hits = ev.pids_limit_hits;
+    if let Some((r, w)) = opt(files, dir, "io.stat", |t| Some(parse::parse_io_stat(t)))? {
+        s.io_read_bytes = Some(r);
+        s.io_write_bytes = Some(w);
+    }
+    Ok(s)
 }
 
 pub(crate) fn event_counters(
@@ -265,14 +266,8 @@ pub(crate) fn event_counters(
     files: &mut dyn StatFiles,
 ) -> Result<EventCounters, CgroupError> {
     Ok(EventCounters {
-        oom_kills: keyed(files, dir, "memory.events")?
-            .get("oom_kill")
-            .copied()
-            .unwrap_or(0),
-        pids_limit_hits: keyed(files, dir, "pids.events")?
-            .get("max")
-            .copied()
-            .unwrap_or(0),
+        oom_kills: keyed(files, dir, "memory.events", "oom_kill")?,
+        pids_limit_hits: keyed(files, dir, "pids.events", "max")?,
     })
 }
 
