@@ -10,7 +10,7 @@ use nix::sys::socket::{
 use serde::{de::DeserializeOwned, Serialize};
 use std::io::{IoSlice, IoSliceMut};
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Larger messages are refused: everything we send is small.
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -26,6 +26,8 @@ pub enum ChannelError {
     Receive(nix::Error),
     #[error("peer closed the channel")]
     Closed,
+    #[error("no message within {0:?}")]
+    TimedOut(std::time::Duration),
     #[error("malformed message: {0}")]
     Decode(serde_json::Error),
     #[error("encoding message: {0}")]
@@ -141,6 +143,30 @@ impl<S: Serialize, R: DeserializeOwned> Channel<S, R> {
         }
     }
 
+    /// [`Channel::recv`], giving up after `wait`: for a handshake whose peer
+    /// may be stuck rather than gone (a process frozen or killed half-way
+    /// through a drain), so that the waiter cannot hang for ever.
+    pub fn recv_within(
+        &self,
+        wait: std::time::Duration,
+    ) -> Result<(R, Vec<OwnedFd>), ChannelError> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+                .unwrap_or(PollTimeout::ZERO);
+            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, ms) {
+                // Readable, or hung up / failed: recv tells which.
+                Ok(n) if n > 0 => return self.recv(),
+                Ok(_) => return Err(ChannelError::TimedOut(wait)),
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(ChannelError::Receive(e)),
+            }
+        }
+    }
+
     /// Receive one message; `Err(Closed)` when the peer has gone (or exec'd,
     /// which closes its CLOEXEC end).
     pub fn recv(&self) -> Result<(R, Vec<OwnedFd>), ChannelError> {
@@ -208,5 +234,25 @@ mod tests {
         assert_eq!(a.recv().unwrap().0, Pong::Back("x".into()));
         drop(b);
         assert!(matches!(a.recv(), Err(ChannelError::Closed)));
+    }
+
+    #[test]
+    fn recv_within_times_out_on_a_silent_peer_and_sees_a_message_or_eof() {
+        let (a, b) = pair::<Ping, Pong>().unwrap();
+        let wait = std::time::Duration::from_millis(50);
+        let start = std::time::Instant::now();
+        assert!(matches!(
+            b.recv_within(wait),
+            Err(ChannelError::TimedOut(_))
+        ));
+        assert!(
+            start.elapsed() >= wait,
+            "gave up early: {:?}",
+            start.elapsed()
+        );
+        a.send(&Ping::Hello(1)).unwrap();
+        assert_eq!(b.recv_within(wait).unwrap().0, Ping::Hello(1));
+        drop(a);
+        assert!(matches!(b.recv_within(wait), Err(ChannelError::Closed)));
     }
 }
