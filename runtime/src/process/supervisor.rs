@@ -23,6 +23,13 @@ use std::path::{Path, PathBuf};
 
 pub type SpawnChannel = Channel<SpawnReport, Claim>;
 
+/// How long the supervisor waits for a handshake message (the container
+/// process parked, a claimer's claim) before it gives up and cleans up. The
+/// peer answers in milliseconds when healthy; a peer that was frozen or
+/// stopped half-way (a drain racing a park) must not leave a supervisor
+/// blocked for ever.
+const HANDSHAKE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Run as a supervisor. `args` follow the supervisor marker:
 /// `cold <container dir>` (spawned for one container, channel on fd 3) or
 /// `warm <state root> <cgroup parent|-> <idle secs>` (a pool entry). Never returns.
@@ -275,7 +282,7 @@ impl Prepared {
     /// read what they are: none of this changes any more, so it is done
     /// before a claim, not during one.
     fn parked(mut self) -> Result<Prepared, String> {
-        let failure = match self.chan.recv() {
+        let failure = match self.chan.recv_within(HANDSHAKE_WAIT) {
             Ok((FromChild::Parked, _)) => None,
             Ok((FromChild::SetupFailed(e), _)) => Some(e),
             Ok((other, _)) => Some(format!("unexpected {other:?} from the container process")),
@@ -307,7 +314,7 @@ fn become_container(mut prepared: Prepared, spawn: SpawnChannel) -> i32 {
                 supervisor_pid: std::process::id(),
             });
             if let Some(r) = refill {
-                refill_pool(&r);
+                start_refill(&r);
             }
             redirect_stdio_to_null();
             let main = Session::new(prepared.pid, output, config.tty);
@@ -340,8 +347,28 @@ type Started = (
     Option<Refill>,
 );
 
-/// Start warm containers up to the pool's target. Their first processes
-/// exit at once and are reaped by the event loop.
+/// Refill the pool from a child process, off the container's critical
+/// path: making an entry (cgroups, records, a new supervisor) takes a few
+/// milliseconds, and a command as short as `true` has exited by then, so
+/// doing it here would delay the exit report by that much. The child is
+/// reaped by the event loop; the supervisors it starts outlive it and are
+/// adopted by init.
+fn start_refill(r: &Refill) {
+    // SAFETY: the supervisor is single-threaded, so the child may allocate
+    // and run ordinary code; it leaves with _exit, running no destructor of
+    // the state it shares with us.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            refill_pool(r);
+            unsafe { libc::_exit(0) }
+        }
+        Ok(ForkResult::Parent { .. }) => {}
+        // No child: refill here rather than not at all.
+        Err(_) => refill_pool(r),
+    }
+}
+
+/// Start warm containers up to the pool's target.
 fn refill_pool(r: &Refill) {
     let Ok(state) = StateDir::open(&r.state_root) else {
         return;
@@ -362,7 +389,7 @@ fn claim_and_start(
 ) -> Result<Started, (String, i32)> {
     let setup_err = |e: String| (e, 125);
     let (claim, stdio_fds) = spawn
-        .recv()
+        .recv_within(HANDSHAKE_WAIT)
         .map_err(|e| setup_err(format!("waiting for the claim: {e}")))?;
     let claim_refill = claim.refill;
     let dir = ContainerDir { dir: claim.dir };
@@ -413,7 +440,7 @@ fn claim_and_start(
     drop(fds);
     let mut master = None;
     loop {
-        match prepared.chan.recv() {
+        match prepared.chan.recv_within(HANDSHAKE_WAIT) {
             Ok((FromChild::PtyMaster, mut fds)) => master = fds.pop(),
             Ok((FromChild::SetupFailed(e), _)) => return Err((e, 125)),
             Ok((FromChild::ExecFailed(e), _)) => {
@@ -421,6 +448,12 @@ fn claim_and_start(
                 return Err((e, code));
             }
             Ok((FromChild::ExecPid(_), _)) | Ok((FromChild::Parked, _)) => {}
+            Err(channel::ChannelError::TimedOut(wait)) => {
+                return Err((
+                    format!("the container process did not start within {wait:?}"),
+                    125,
+                ))
+            }
             Err(_) => break, // closed on exec: the command runs
         }
     }
