@@ -195,6 +195,17 @@ pub struct Figures {
     pub supervisors: usize,
     pub rss_kib: u64,
     pub hwm_kib: u64,
+    /// Bytes in live allocations (glibc `mallinfo2`, every arena), in KiB:
+    /// what a leak grows. RSS also grows with freed memory the allocator
+    /// keeps (fragmentation, arenas sized for the peak), which is not a leak.
+    pub heap_kib: u64,
+}
+
+/// KiB in live malloc allocations of this process, over all arenas.
+pub fn heap_in_use_kib() -> u64 {
+    // SAFETY: mallinfo2 only reads the allocator's own counters.
+    let info = unsafe { libc::mallinfo2() };
+    ((info.uordblks + info.hblkhd) / 1024) as u64
 }
 
 impl Figures {
@@ -214,13 +225,14 @@ impl Figures {
             supervisors: supervisors(state_dir).len(),
             rss_kib: kib_field("/proc/self/status", "VmRSS"),
             hwm_kib: kib_field("/proc/self/status", "VmHWM"),
+            heap_kib: heap_in_use_kib(),
         }
     }
 
     pub fn print(&self, label: &str) {
         println!(
             "{label:<14} mounts {} (state dir {}) | cgroup dirs {} | server fds {} threads {} \
-             RSS {} KiB HWM {} KiB | host processes {} supervisors {}",
+             RSS {} KiB HWM {} KiB heap in use {} KiB | host processes {} supervisors {}",
             self.mounts_total,
             self.mounts_state,
             self.cgroup_dirs,
@@ -228,6 +240,7 @@ impl Figures {
             self.threads,
             self.rss_kib,
             self.hwm_kib,
+            self.heap_kib,
             self.host_procs,
             self.supervisors
         );

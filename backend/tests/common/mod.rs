@@ -135,11 +135,16 @@ impl Server {
             ..Config::default()
         };
         config.sessions.reap_interval_ms = 100;
-        // Every test client is 127.0.0.1: rates are lifted unless a test sets them.
+        // Every test client is 127.0.0.1: rates are lifted unless a test
+        // sets them (bursts and refills both: a 10,000-cycle soak or a
+        // 1,000-sandbox fleet goes far past any burst).
         config.rate = backend::config::RateLimits {
             sessions_burst: 1000,
+            sessions_per_minute: 60_000,
             containers_burst: 1000,
+            containers_per_minute: 60_000,
             sockets_burst: 1000,
+            sockets_per_minute: 60_000,
             resize_burst: 1000,
             ..backend::config::RateLimits::default()
         };
