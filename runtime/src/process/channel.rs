@@ -154,14 +154,18 @@ impl<S: Serialize, R: DeserializeOwned> Channel<S, R> {
         let deadline = std::time::Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
-                .unwrap_or(PollTimeout::ZERO);
+            if left.is_zero() {
+                return Err(ChannelError::TimedOut(wait));
+            }
+            // Rounded up: poll's clock is coarser than Instant's, and a
+            // wait cut short would only go round again.
+            let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+            let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
             let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, ms) {
+            match poll(&mut fds, timeout) {
                 // Readable, or hung up / failed: recv tells which.
                 Ok(n) if n > 0 => return self.recv(),
-                Ok(_) => return Err(ChannelError::TimedOut(wait)),
-                Err(nix::Error::EINTR) => continue,
+                Ok(_) | Err(nix::Error::EINTR) => continue,
                 Err(e) => return Err(ChannelError::Receive(e)),
             }
         }
