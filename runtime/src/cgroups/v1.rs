@@ -273,6 +273,28 @@ pub(crate) fn event_counters(
 
 /// Freeze (if the freezer is there), SIGKILL every process, thaw, wait until empty, rmdir.
 pub(crate) fn remove(dirs: &[PathBuf]) -> Result<(), CgroupError> {
+    // The common case, a container whose processes have all exited: each
+    // rmdir simply succeeds, with nothing read first. A directory that is
+    // still busy (processes left) goes the long way.
+    let busy: Vec<PathBuf> = dirs
+        .iter()
+        .filter(|d| match rmdir(d) {
+            Ok(()) => {
+                rmdir_shared_parent(d);
+                false
+            }
+            Err(_) => true,
+        })
+        .cloned()
+        .collect();
+    if busy.is_empty() {
+        return Ok(());
+    }
+    remove_busy(&busy)
+}
+
+/// Freeze, kill every process, thaw, wait until empty, rmdir.
+fn remove_busy(dirs: &[PathBuf]) -> Result<(), CgroupError> {
     let start = Instant::now();
     let live: Vec<&PathBuf> = dirs.iter().filter(|d| d.exists()).collect();
     // The common case is a container whose processes are all gone: nothing

@@ -274,7 +274,9 @@ pub(crate) fn event_counters(
 /// `cgroup.kill` when the kernel has it (≥5.14), else SIGKILL in a loop; then rmdir.
 pub(crate) fn remove(dir: &Path) -> Result<(), CgroupError> {
     let start = Instant::now();
-    if !dir.exists() {
+    // The common case, a container whose processes have all exited (or a
+    // directory already gone): the rmdir simply succeeds.
+    if rmdir(dir).is_ok() {
         rmdir_shared_parent(dir);
         return Ok(());
     }
