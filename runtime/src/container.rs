@@ -73,6 +73,9 @@ pub struct RuntimeOptions {
     pub warm_pool: usize,
     /// How long a warm container waits to be claimed before it removes itself.
     pub warm_idle: std::time::Duration,
+    /// The image warm containers are prepared for (their rootfs is built
+    /// ahead); containers of other images start cold.
+    pub warm_image: String,
     /// Egress networking, which the operator enables; None: containers that
     /// ask for it are refused.
     pub egress: Option<EgressOptions>,
@@ -86,6 +89,7 @@ impl RuntimeOptions {
             cgroup_parent: None,
             warm_pool: 0,
             warm_idle: pool::DEFAULT_IDLE,
+            warm_image: crate::image::BUSYBOX_IMAGE.to_string(),
             egress: None,
         }
     }
@@ -123,6 +127,7 @@ pub struct Runtime {
     cgroup_parent: Option<String>,
     warm_pool: usize,
     warm_idle: std::time::Duration,
+    warm_image: String,
     egress: Option<EgressOptions>,
 }
 
@@ -142,6 +147,7 @@ impl Runtime {
             cgroup_parent: opts.cgroup_parent,
             warm_pool: opts.warm_pool,
             warm_idle: opts.warm_idle,
+            warm_image: opts.warm_image,
             egress: opts.egress,
         })
     }
@@ -187,7 +193,7 @@ impl Runtime {
                 }
             }
             let warm = if self.warm_pool > 0 {
-                pool::take(&self.state)
+                pool::take(&self.state, &image.layer_dirs())
             } else {
                 None
             };
@@ -293,11 +299,12 @@ impl Runtime {
         } else {
             Stdio3::Capture
         };
-        let refill = (self.warm_pool > 0).then(|| Refill {
+        let refill = self.warm_layers().map(|layers| Refill {
             state_root: self.state.root.clone(),
             cgroup_parent: self.cgroup_parent.clone(),
             idle_secs: self.warm_idle.as_secs(),
             target: self.warm_pool,
+            layers,
         });
         let started = match &warm {
             Some(_) => claim_warm(&dir.dir, stdio, refill),
@@ -345,14 +352,35 @@ impl Runtime {
 
     /// Start warm containers until the pool holds its target (in the background).
     pub fn refill_pool(&self) {
-        if pool::count(&self.state) < self.warm_pool {
-            let children = pool::spawn(
-                &self.state,
-                self.cgroup_parent.as_deref(),
-                self.warm_idle,
-                self.warm_pool,
-            );
-            pool::reap_in_background(children);
+        if pool::count(&self.state) >= self.warm_pool {
+            return;
+        }
+        let Some(layers) = self.warm_layers() else {
+            return;
+        };
+        let children = pool::spawn(
+            &self.state,
+            self.cgroup_parent.as_deref(),
+            self.warm_idle,
+            self.warm_pool,
+            &layers,
+        );
+        pool::reap_in_background(children);
+    }
+
+    /// The layers of the warm pool's image; `None` without a pool, or when
+    /// the image cannot be had (then every start is cold, and the log says
+    /// why).
+    fn warm_layers(&self) -> Option<Vec<PathBuf>> {
+        if self.warm_pool == 0 {
+            return None;
+        }
+        match self.images.resolve(&self.warm_image) {
+            Ok(image) => Some(image.layer_dirs().into_iter().map(PathBuf::from).collect()),
+            Err(e) => {
+                tracing::warn!(image = %self.warm_image, error = %e, "no warm pool: its image is missing");
+                None
+            }
         }
     }
 
@@ -361,9 +389,14 @@ impl Runtime {
         Ok(pool::drain(&self.state)?)
     }
 
-    /// The warm containers waiting to be claimed.
+    /// The warm containers waiting to be claimed, or being prepared.
     pub fn pool_entries(&self) -> Vec<pool::PoolEntry> {
         pool::entries(&self.state)
+    }
+
+    /// Whether a warm container is ready to be claimed.
+    pub fn pool_entry_ready(&self, entry: &pool::PoolEntry) -> bool {
+        pool::is_ready(&self.state, entry)
     }
 
     /// Remove everything a half-made container left.

@@ -21,7 +21,7 @@ use crate::userns::{ranges, IdRange};
 use protocol::Limits;
 use serde::{Deserialize, Serialize};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -38,6 +38,9 @@ pub struct PoolEntry {
     /// Taken when the entry is made, so that the user namespace and the
     /// idmapped layers are ready before a claim.
     pub id_map: IdRange,
+    /// The image layer directories (lowest first) its rootfs is built from.
+    #[serde(default)]
+    pub layers: Vec<PathBuf>,
     pub supervisor_pid: Option<u32>,
     /// Start time of the supervisor (field 22 of /proc/PID/stat), to tell it from a recycled PID.
     pub supervisor_start: Option<u64>,
@@ -66,19 +69,27 @@ pub fn entries(state: &StateDir) -> Vec<PoolEntry> {
     out
 }
 
-fn is_ready(state: &StateDir, entry: &PoolEntry) -> bool {
+/// Whether the entry's container is parked in its finished rootfs, ready
+/// to be claimed.
+pub fn is_ready(state: &StateDir, entry: &PoolEntry) -> bool {
     entry_dir(state, &entry.id).join("ready").exists()
 }
 
-/// Take the oldest ready entry: its directory becomes `containers/<id>`.
-/// Call with the state lock held. Entries whose supervisor died are removed.
-pub fn take(state: &StateDir) -> Option<PoolEntry> {
+/// Take the oldest ready entry built for the image `layers`: its directory
+/// becomes `containers/<id>`. Call with the state lock held. Entries whose
+/// supervisor died are removed.
+pub fn take(state: &StateDir, layers: &[&Path]) -> Option<PoolEntry> {
     for entry in entries(state) {
         if !supervisor_alive(&entry) {
             discard(state, &entry);
             continue;
         }
-        if !is_ready(state, &entry) {
+        let same_image = entry
+            .layers
+            .iter()
+            .map(PathBuf::as_path)
+            .eq(layers.iter().copied());
+        if !same_image || !is_ready(state, &entry) {
             continue;
         }
         let from = entry_dir(state, &entry.id);
@@ -150,8 +161,8 @@ pub fn drain(state: &StateDir) -> Result<usize, StateError> {
     Ok(all.len())
 }
 
-/// Make entries until the pool holds `target` (counting those being made)
-/// and start their supervisors. Each entry is made whole (directory, cgroup,
+/// Make entries for the image `layers` until the pool holds `target`
+/// (counting those being made) and start their supervisors. Each entry is made whole (directory, cgroup,
 /// record) under the state lock before its supervisor runs, and the count is
 /// taken under that lock too: many refills at once (a burst of claims) still
 /// stop at `target`. The returned children are the supervisors: reap them
@@ -161,10 +172,11 @@ pub fn spawn(
     cgroup_parent: Option<&str>,
     idle: Duration,
     target: usize,
+    layers: &[PathBuf],
 ) -> Vec<std::process::Child> {
     let mut children = Vec::new();
     loop {
-        match spawn_one(state, cgroup_parent, idle, target) {
+        match spawn_one(state, cgroup_parent, idle, target, layers) {
             Ok(Some(c)) => children.push(c),
             Ok(None) => break,
             Err(e) => {
@@ -181,6 +193,7 @@ fn spawn_one(
     cgroup_parent: Option<&str>,
     idle: Duration,
     target: usize,
+    layers: &[PathBuf],
 ) -> Result<Option<std::process::Child>, String> {
     let _lock = state.lock().map_err(|e| e.to_string())?;
     if count(state) >= target {
@@ -220,6 +233,7 @@ fn spawn_one(
         id: id.clone(),
         cgroup: cgroup.record(),
         id_map,
+        layers: layers.to_vec(),
         supervisor_pid: None,
         supervisor_start: None,
         created_at_ms: state::now_ms(),

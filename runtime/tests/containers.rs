@@ -429,12 +429,29 @@ fn container_tty_is_real_and_follows_resizes() {
     env.assert_clean();
 }
 
-/// Ids of the warm containers waiting in the pool.
+/// Ids of the warm containers in the pool, ready or being prepared.
 fn pool_ids(env: &Env) -> Vec<String> {
+    pool_list(env).into_iter().map(|(id, _)| id).collect()
+}
+
+/// Ids of the warm containers ready to be claimed.
+fn ready_pool_ids(env: &Env) -> Vec<String> {
+    pool_list(env)
+        .into_iter()
+        .filter(|(_, state)| state == "ready")
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// `gbx pool ls`: (id, state) of each entry.
+fn pool_list(env: &Env) -> Vec<(String, String)> {
     env.ok(&["pool", "ls"])
         .lines()
         .skip(1)
-        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some((words.next()?.to_string(), words.next()?.to_string()))
+        })
         .collect()
 }
 
@@ -444,7 +461,7 @@ fn container_warm_pool_hands_out_prepared_containers_with_their_limits() {
     env.ok(&["pool", "drain"]);
     env.ok(&["pool", "fill"]);
     let warm = wait_for("a warm container", Duration::from_secs(10), || {
-        pool_ids(&env).pop()
+        ready_pool_ids(&env).pop()
     });
     let id = env.detached(
         &["-m", "48m", "--pids-limit", "10", "--disk", "8m"],

@@ -6,7 +6,7 @@
 //! `execve` is of the user's command, resolved inside the container's root.
 
 use super::channel::Channel;
-use super::messages::{FromChild, InitPlan, StdioPlan, ToChild};
+use super::messages::{FromChild, InitPlan, RootfsSpec, StdioPlan, ToChild};
 use crate::rootfs::mounts::{self, RootfsPlan};
 use crate::tty;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
@@ -42,7 +42,7 @@ pub fn container_main(early: &EarlyContext, chan: ChildChannel) -> isize {
     // Wait to be claimed. A supervisor that goes away takes us with it.
     let (plan, fds) = match chan.recv() {
         Ok((ToChild::Go(plan), fds)) => (plan, fds),
-        Ok((ToChild::Mapped, _)) | Err(_) => return 125,
+        Ok((ToChild::Mapped { .. }, _)) | Err(_) => return 125,
     };
     let stdio = match setup(&plan, fds, &chan) {
         Ok(stdio) => stdio,
@@ -60,12 +60,12 @@ pub fn container_main(early: &EarlyContext, chan: ChildChannel) -> isize {
 
 /// Once the supervisor has mapped our user namespace and moved us into the
 /// container's cgroup: become the namespace's root, mount the idmapped layer
-/// store, make the cgroup the root of a cgroup namespace of our own, and
-/// bring up loopback. This is the slow part (the cgroup move on v1 waits for
+/// store, make the cgroup the root of a cgroup namespace of our own, bring
+/// up loopback, and for a warm container build and enter the rootfs. This is the slow part (the cgroup move on v1 waits for
 /// an RCU grace period), which is why it runs before the container is claimed.
 fn early_setup(early: &EarlyContext, chan: &ChildChannel) -> Result<(), String> {
-    let store = match chan.recv() {
-        Ok((ToChild::Mapped, mut fds)) if fds.len() == 1 => fds.remove(0),
+    let (store, rootfs) = match chan.recv() {
+        Ok((ToChild::Mapped { rootfs }, mut fds)) if fds.len() == 1 => (fds.remove(0), rootfs),
         Ok((other, fds)) => return Err(format!("unexpected {other:?} with {} fds", fds.len())),
         Err(e) => return Err(format!("waiting for the user namespace map: {e}")),
     };
@@ -89,10 +89,26 @@ fn early_setup(early: &EarlyContext, chan: &ChildChannel) -> Result<(), String> 
     match crate::security::allow_ping_sockets() {
         // A kernel without IPv4 ping sockets: nothing to allow.
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(format!("allowing ping sockets: {e}"))
+            return Err(format!("allowing ping sockets: {e}"));
         }
-        _ => Ok(()),
+        _ => {}
     }
+    // Written through our own /proc/sys before the rootfs makes it read-only.
+    match rootfs {
+        Some(spec) => enter_rootfs(&spec),
+        None => Ok(()),
+    }
+}
+
+fn enter_rootfs(spec: &RootfsSpec) -> Result<(), String> {
+    mounts::build_and_enter(&RootfsPlan {
+        layers: &spec.layers,
+        upper: &spec.upper,
+        work: &spec.work,
+        target: &spec.target,
+        mount_cgroup2: spec.mount_cgroup2,
+    })
+    .map_err(|e| e.to_string())
 }
 
 /// Where the command's stdin, stdout and stderr come from.
@@ -109,14 +125,9 @@ fn setup(plan: &InitPlan, mut fds: Vec<OwnedFd>, chan: &ChildChannel) -> Result<
     if let Some(net) = &plan.network {
         crate::network::inside::configure(net).map_err(|e| format!("configuring eth0: {e}"))?;
     }
-    mounts::build_and_enter(&RootfsPlan {
-        layers: &plan.layers,
-        upper: &plan.upper,
-        work: &plan.work,
-        target: &plan.target,
-        mount_cgroup2: plan.mount_cgroup2,
-    })
-    .map_err(|e| e.to_string())?;
+    if let Some(spec) = &plan.rootfs {
+        enter_rootfs(spec)?;
+    }
     // A session of our own; with --no-init this process is the session leader
     // that gets the controlling terminal.
     setsid().map_err(|e| format!("setsid: {e}"))?;

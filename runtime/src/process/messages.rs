@@ -27,8 +27,22 @@ pub enum ToChild {
     Go(InitPlan),
     /// The user namespace is mapped and the process is in its cgroup: take
     /// root of the namespace and finish the early setup. The idmapped layer
-    /// store rides along as an fd.
-    Mapped,
+    /// store rides along as an fd. With a rootfs (a warm container, built
+    /// for the pool's image), build it and enter it now, before the claim.
+    Mapped { rootfs: Option<RootfsSpec> },
+}
+
+/// The container's root filesystem: an overlay of the image's layers and
+/// the RW layer, with /proc, /dev and /sys, entered with pivot_root.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RootfsSpec {
+    /// Image layer directories, lowest first.
+    pub layers: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// Where the overlay is mounted (inside the container's namespace only).
+    pub target: PathBuf,
+    pub mount_cgroup2: bool,
 }
 
 /// What the container's process becomes, sent once the container is claimed.
@@ -37,12 +51,9 @@ pub struct InitPlan {
     pub cmd: Vec<String>,
     pub env: Vec<String>,
     pub hostname: String,
-    pub layers: Vec<PathBuf>,
-    pub upper: PathBuf,
-    pub work: PathBuf,
-    /// Where the overlay is mounted (inside the container's namespace only).
-    pub target: PathBuf,
-    pub mount_cgroup2: bool,
+    /// The rootfs to build and enter; `None` when it was built while the
+    /// container was parked (a warm start).
+    pub rootfs: Option<RootfsSpec>,
     pub stdio: StdioPlan,
     pub tty_size: (u16, u16),
     /// Run Glassbox's init as PID 1 (else the command is PID 1 itself).
@@ -81,6 +92,8 @@ pub struct Refill {
     pub cgroup_parent: Option<String>,
     pub idle_secs: u64,
     pub target: usize,
+    /// The pool's image layers, lowest first: entries are built for it.
+    pub layers: Vec<PathBuf>,
 }
 
 /// Supervisor → whoever spawned it: the outcome of starting the container.

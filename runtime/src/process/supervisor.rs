@@ -5,7 +5,9 @@
 
 use super::channel::{self, Channel};
 use super::init::{self, EarlyContext};
-use super::messages::{Claim, FromChild, InitPlan, Refill, SpawnReport, StdioPlan, ToChild};
+use super::messages::{
+    Claim, FromChild, InitPlan, Refill, RootfsSpec, SpawnReport, StdioPlan, ToChild,
+};
 use super::server::{Server, Session};
 use super::spawn::SPAWN_FD;
 use crate::cgroups::Cgroup;
@@ -76,7 +78,7 @@ fn run_cold(dir: PathBuf) -> i32 {
     let prepared = match dir
         .read_config()
         .map_err(|e| e.to_string())
-        .and_then(|config| Prepared::new(&dir, Cgroup::open(&config.cgroup), &config.id_map))
+        .and_then(|config| Prepared::new(&dir, Cgroup::open(&config.cgroup), &config.id_map, None))
     {
         Ok(p) => p,
         Err(error) => {
@@ -122,7 +124,13 @@ fn run_warm(args: WarmArgs) -> i32 {
     let Ok(claims) = channel::listen(&dir.dir.join("claim.sock")) else {
         return 1;
     };
-    let Ok(prepared) = Prepared::new(&dir, cgroup, &entry.id_map) else {
+    // The rootfs of the pool's image is built now, while parked: a claim
+    // for that image (the only one it takes) has nothing left to mount.
+    if std::fs::create_dir(dir.rootfs()).is_err() {
+        return 1;
+    }
+    let rootfs = rootfs_spec(&dir, entry.layers.clone());
+    let Ok(prepared) = Prepared::new(&dir, cgroup, &entry.id_map, Some(rootfs)) else {
         return 1;
     };
     if std::fs::write(dir.dir.join("ready"), b"").is_err() {
@@ -205,10 +213,32 @@ struct Prepared {
     ns: std::collections::BTreeMap<String, u64>,
     /// Its namespaces, held open for `exec`.
     ns_fds: Vec<(namespaces::Kind, OwnedFd)>,
+    /// The image layers whose rootfs the process has built and entered while
+    /// parked (a warm container); `None`: it builds it when told to go.
+    rootfs_layers: Option<Vec<PathBuf>>,
+}
+
+/// The rootfs of the container in `dir` from the image `layers`.
+fn rootfs_spec(dir: &ContainerDir, layers: Vec<PathBuf>) -> RootfsSpec {
+    RootfsSpec {
+        layers,
+        upper: dir.upper(),
+        work: dir.work(),
+        target: dir.rootfs(),
+        mount_cgroup2: matches!(
+            crate::cgroups::detect_version(),
+            Ok(protocol::CgroupVersion::V2)
+        ),
+    }
 }
 
 impl Prepared {
-    fn new(dir: &ContainerDir, cgroup: Cgroup, id_map: &IdRange) -> Result<Prepared, String> {
+    fn new(
+        dir: &ContainerDir,
+        cgroup: Cgroup,
+        id_map: &IdRange,
+        rootfs: Option<RootfsSpec>,
+    ) -> Result<Prepared, String> {
         // The attach socket exists before the claim, so it moves with the directory.
         let socket = dir.socket();
         let _ = std::fs::remove_file(&socket);
@@ -249,8 +279,9 @@ impl Prepared {
             listener,
             ns: Default::default(),
             ns_fds: Vec::new(),
+            rootfs_layers: rootfs.as_ref().map(|r| r.layers.clone()),
         };
-        if let Err(e) = prepared.map_and_place(id_map, &layer_store) {
+        if let Err(e) = prepared.map_and_place(id_map, &layer_store, rootfs) {
             prepared.kill();
             return Err(e);
         }
@@ -261,7 +292,12 @@ impl Prepared {
     /// user namespace, move it into its cgroup (cgroupfs files belong to host
     /// root, which the container's root is not), and idmap the layer store
     /// for it. Then let it go on.
-    fn map_and_place(&self, id_map: &IdRange, layer_store: &Path) -> Result<(), String> {
+    fn map_and_place(
+        &self,
+        id_map: &IdRange,
+        layer_store: &Path,
+        rootfs: Option<RootfsSpec>,
+    ) -> Result<(), String> {
         userns::write_maps(self.pid, id_map).map_err(|e| e.to_string())?;
         let pid = self.pid.as_raw().to_string();
         for procs in self.cgroup.procs_files() {
@@ -274,7 +310,7 @@ impl Prepared {
         let store =
             idmap::idmapped_clone(layer_store, userns.as_fd()).map_err(|e| e.to_string())?;
         self.chan
-            .send_with_fds(&ToChild::Mapped, &[store.as_raw_fd()])
+            .send_with_fds(&ToChild::Mapped { rootfs }, &[store.as_raw_fd()])
             .map_err(|e| format!("releasing the container process: {e}"))
     }
 
@@ -380,6 +416,7 @@ fn refill_pool(r: &Refill) {
         r.cgroup_parent.as_deref(),
         idle,
         r.target,
+        &r.layers,
     ));
 }
 
@@ -395,7 +432,20 @@ fn claim_and_start(
     let dir = ContainerDir { dir: claim.dir };
     let config: ContainerConfig = dir.read_config().map_err(|e| setup_err(e.to_string()))?;
     let _ = std::fs::remove_file(dir.dir.join("claim.sock"));
-    let _ = std::fs::create_dir(dir.rootfs());
+    let layers: Vec<PathBuf> = config.layers.iter().map(|l| l.dir.clone()).collect();
+    let rootfs = match &prepared.rootfs_layers {
+        None => {
+            let _ = std::fs::create_dir(dir.rootfs());
+            Some(rootfs_spec(&dir, layers))
+        }
+        Some(built) if *built == layers => None,
+        // A claimer takes only entries built for its image; this one was not.
+        Some(_) => {
+            return Err(setup_err(
+                "the warm container was prepared for another image".into(),
+            ))
+        }
+    };
     let (stdio, fds, output_read): (StdioPlan, Vec<OwnedFd>, Option<OwnedFd>) = if config.tty {
         (StdioPlan::Tty, Vec::new(), None)
     } else if claim.inherit_stdio {
@@ -409,14 +459,7 @@ fn claim_and_start(
         cmd: config.cmd.clone(),
         env: config.env.clone(),
         hostname: config.hostname.clone(),
-        layers: config.layers.iter().map(|l| l.dir.clone()).collect(),
-        upper: dir.upper(),
-        work: dir.work(),
-        target: dir.rootfs(),
-        mount_cgroup2: matches!(
-            crate::cgroups::detect_version(),
-            Ok(protocol::CgroupVersion::V2)
-        ),
+        rootfs,
         stdio,
         tty_size: config.tty_size.unwrap_or((80, 24)),
         init: config.init,

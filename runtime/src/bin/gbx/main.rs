@@ -34,6 +34,15 @@ struct Cli {
         global = true
     )]
     warm_idle_secs: u64,
+    /// The image warm containers are prepared for (their rootfs is built
+    /// ahead); other images start cold.
+    #[arg(
+        long,
+        env = "GLASSBOX_WARM_IMAGE",
+        default_value = runtime::image::BUSYBOX_IMAGE,
+        global = true
+    )]
+    warm_image: String,
     /// Let containers ask for `--network egress` (NAT through a host bridge,
     /// with a deny-list). Off by default: an operator's decision, as it
     /// turns on IPv4 forwarding on the host.
@@ -247,6 +256,7 @@ fn run(cli: Cli) -> Result<i32> {
         cgroup_parent: cli.cgroup_parent.clone(),
         warm_pool: cli.warm_pool,
         warm_idle: std::time::Duration::from_secs(cli.warm_idle_secs),
+        warm_image: cli.warm_image.clone(),
         egress,
     })
     .with_context(|| format!("opening state dir {}", cli.state_dir.display()))?;
@@ -373,13 +383,21 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Pool(PoolCommand::Ls) => {
-            println!("{:<16}  {:>14}  CGROUP", "ID", "SUPERVISOR PID");
+            println!(
+                "{:<16}  {:<9}  {:>14}  CGROUP",
+                "ID", "STATE", "SUPERVISOR PID"
+            );
             for e in rt.pool_entries() {
                 let pid = e
                     .supervisor_pid
                     .map(|p| p.to_string())
                     .unwrap_or_else(|| "-".into());
-                println!("{:<16}  {:>14}  {}", e.id, pid, e.cgroup.path);
+                let state = if rt.pool_entry_ready(&e) {
+                    "ready"
+                } else {
+                    "preparing"
+                };
+                println!("{:<16}  {:<9}  {:>14}  {}", e.id, state, pid, e.cgroup.path);
             }
             Ok(0)
         }
