@@ -77,6 +77,7 @@ async fn pool_full(s: &Server, n: usize) {
 
 fn main() {
     runtime::process::supervisor_entrypoint();
+    support::init_logging();
     let iters = env("GLASSBOX_BENCH_ITERS", 30);
     let conc = env("GLASSBOX_BENCH_CONCURRENCY", 50);
     let rounds = env("GLASSBOX_BENCH_ROUNDS", 2);

@@ -216,6 +216,7 @@ async fn idle_mode(s: &Server, parent: &str, n: usize, secs: Duration) -> bool {
 
 fn main() {
     runtime::process::supervisor_entrypoint();
+    support::init_logging();
     let idle = std::env::var("GLASSBOX_LOAD_MODE").as_deref() == Ok("idle");
     let n = env("GLASSBOX_LOAD_SESSIONS", if idle { 50 } else { 20 });
     let secs = support::env_secs("GLASSBOX_LOAD_SECS", 10);

@@ -161,6 +161,7 @@ async fn run(
 
 fn main() {
     runtime::process::supervisor_entrypoint();
+    support::init_logging();
     let cycles = env("GLASSBOX_SOAK_CYCLES", 200);
     let parallel = env("GLASSBOX_SOAK_PARALLEL", 8).max(1);
     // No warm pool by default: the pool starts a replacement for every

@@ -149,6 +149,7 @@ async fn subscribed_percent(s: &Server, boxes: &[Sandbox], secs: Duration) -> (f
 
 fn main() {
     runtime::process::supervisor_entrypoint();
+    support::init_logging();
     let n = env("GLASSBOX_STATS_CONTAINERS", 50);
     let secs = support::env_secs("GLASSBOX_STATS_SECS", 5);
     let parent = support::cgroup_parent("stats");

@@ -90,6 +90,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() {
     runtime::process::supervisor_entrypoint();
+    support::init_logging();
     let bytes = std::env::var("GLASSBOX_BENCH_BYTES")
         .ok()
         .and_then(|v| v.parse().ok())

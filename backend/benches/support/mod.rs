@@ -12,6 +12,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The in-process server's log on stderr: warnings and errors by default
+/// (an internal error's detail is only there), `RUST_LOG` for more.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 pub fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
