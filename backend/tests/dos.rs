@@ -143,7 +143,7 @@ async fn watch_health(s: Arc<String>, stop: Arc<std::sync::atomic::AtomicBool>) 
 }
 
 async fn dos_bombs_keep_other_sessions_responsive() {
-    let since = uptime();
+    let since = runtime::kmsg::uptime_secs();
     let s = Server::start(|_| {}).await;
     let limits =
         json!({"limits": {"memory_bytes": 128u64 << 20, "pids": 64, "disk_bytes": 64u64 << 20}});
@@ -225,7 +225,8 @@ async fn dos_bombs_keep_other_sessions_responsive() {
     let (status, info) = s.get(&b_token, &format!("/api/v1/containers/{b_id}")).await;
     assert_eq!(status, 200);
     assert_eq!(info["state"], "running", "B's container: {info}");
-    let ooms = global_ooms_since(since);
+    let ooms = runtime::kmsg::global_oom_kills_since(since)
+        .unwrap_or_else(|e| vec![format!("reading the kernel log: {e}")]);
     assert!(ooms.is_empty(), "global OOM kills on the host: {ooms:?}");
     println!(
         "\nB's terminal echo during A's bombs ({secs} s each, a marker every {ECHO_EVERY:?}):"
@@ -243,32 +244,4 @@ fn boundary(s: &str, mut at: usize) -> usize {
         at += 1;
     }
     at
-}
-
-fn uptime() -> f64 {
-    std::fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Kernel log lines of a global OOM kill (not a memory cgroup's) after
-/// `since`: /proc/vmstat's `oom_kill` counts cgroup OOM kills too, and other
-/// containers on the host may be OOM killed meanwhile.
-fn global_ooms_since(since: f64) -> Vec<String> {
-    let Ok(out) = std::process::Command::new("dmesg").output() else {
-        return vec!["dmesg could not run".into()];
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("Out of memory: Killed process") && !l.contains("Memory cgroup"))
-        .filter(|l| {
-            l.trim_start_matches('[')
-                .split(']')
-                .next()
-                .and_then(|t| t.trim().parse::<f64>().ok())
-                .is_some_and(|t| t >= since - 1.0)
-        })
-        .map(str::to_string)
-        .collect()
 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod failpoint;
 pub mod image;
+pub mod kmsg;
 pub mod namespaces;
 pub mod network;
 pub mod pool;

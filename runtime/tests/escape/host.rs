@@ -60,7 +60,7 @@ impl HostSnapshot {
             files,
             binfmt: binfmt_entries(),
             sentinel: Sentinel { path, content },
-            since: uptime(),
+            since: runtime::kmsg::uptime_secs(),
         }
     }
 
@@ -109,7 +109,8 @@ impl HostSnapshot {
             "same content",
             &format!("{now:?}"),
         );
-        let oom = global_ooms_since(self.since);
+        let oom = runtime::kmsg::global_oom_kills_since(self.since)
+            .unwrap_or_else(|e| vec![format!("reading the kernel log: {e}")]);
         report.verdict(
             "host: no global OOM kill (kernel log)",
             oom.is_empty(),
@@ -149,35 +150,6 @@ fn binfmt_entries() -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-fn uptime() -> f64 {
-    std::fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Kernel log lines of a global (not memory-cgroup) OOM kill after `since`.
-/// The kernel says "Out of memory: Killed process" for a global OOM and
-/// "Memory cgroup out of memory: Killed process" inside a cgroup; /proc/vmstat's
-/// `oom_kill` counts both, and other containers on the host may OOM meanwhile.
-pub fn global_ooms_since(since: f64) -> Vec<String> {
-    let Ok(out) = std::process::Command::new("dmesg").output() else {
-        return vec!["dmesg could not run".into()];
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("Out of memory: Killed process") && !l.contains("Memory cgroup"))
-        .filter(|l| {
-            l.trim_start_matches('[')
-                .split(']')
-                .next()
-                .and_then(|t| t.trim().parse::<f64>().ok())
-                .is_some_and(|t| t >= since - 1.0)
-        })
-        .map(str::to_string)
-        .collect()
 }
 
 pub fn mem_available() -> u64 {
