@@ -223,7 +223,6 @@ fn main() {
     let interval = Duration::from_millis(env("GLASSBOX_LOAD_INTERVAL_MS", 500) as u64);
     let warm_pool = env("GLASSBOX_WARM_POOL", 0);
     let parent = support::cgroup_parent("load");
-    support::raise_nofile();
     // About three processes per sandbox (supervisor, init, shell) and a
     // thread or two more for the server: pid_max is the limit a big fleet
     // meets first (the rest were checked at 1,000: see the README).
@@ -236,13 +235,8 @@ fn main() {
         .build()
         .expect("tokio");
     let ok = rt.block_on(async {
-        let p = parent.clone();
-        let s = Server::start(move |c| {
-            c.cgroup_parent = Some(p);
+        let s = fleet::server(&parent, n, move |c| {
             c.warm_pool = warm_pool;
-            c.sessions.max_total = n as u32 + 10;
-            c.sessions.max_per_ip = n as u32 + 10;
-            c.capacity.max_containers = n as u32 + 10;
             c.stats_interval_ms = 250;
         })
         .await;

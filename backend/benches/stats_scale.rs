@@ -153,19 +153,13 @@ fn main() {
     let n = env("GLASSBOX_STATS_CONTAINERS", 50);
     let secs = support::env_secs("GLASSBOX_STATS_SECS", 5);
     let parent = support::cgroup_parent("stats");
-    support::raise_nofile();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio");
     let ok = rt.block_on(async {
-        let p = parent.clone();
-        let s = Server::start(move |c| {
-            c.cgroup_parent = Some(p);
+        let s = fleet::server(&parent, n, |c| {
             c.warm_pool = 0;
-            c.sessions.max_total = n as u32 + 10;
-            c.sessions.max_per_ip = n as u32 + 10;
-            c.capacity.max_containers = n as u32 + 10;
             c.stats_interval_ms = TICK.as_millis() as u64;
         })
         .await;

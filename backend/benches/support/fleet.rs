@@ -8,6 +8,25 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+/// The real server, in this process, sized for a fleet of `n` sandboxes
+/// (sessions, per-address sessions and containers with room to spare) with
+/// its containers under the cgroup `parent`; `tweak` sets the rest.
+pub async fn server(
+    parent: &str,
+    n: usize,
+    tweak: impl FnOnce(&mut backend::config::Config) + Send + 'static,
+) -> Server {
+    let parent = parent.to_string();
+    Server::start(move |c| {
+        c.cgroup_parent = Some(parent);
+        c.sessions.max_total = n as u32 + 10;
+        c.sessions.max_per_ip = n as u32 + 10;
+        c.capacity.max_containers = n as u32 + 10;
+        tweak(c);
+    })
+    .await
+}
+
 pub struct Sandbox {
     pub token: String,
     pub id: String,

@@ -212,6 +212,32 @@ pub struct Figures {
     pub heap_kib: u64,
 }
 
+/// The glibc tunable that turns off malloc's per-thread caches.
+const NO_TCACHE: &str = "glibc.malloc.tcache_count=0";
+
+/// Re-exec this bench with malloc's per-thread caches off, unless they are
+/// off already. A chunk parked in a thread's cache counts as in use, so
+/// with 40 threads [`heap_in_use_kib`] would swing by megabytes with which
+/// threads ran last; without the caches it counts live allocations only.
+/// Call first thing in `main` (after the supervisor entry point).
+pub fn without_malloc_thread_caches() {
+    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    if tunables.split(':').any(|t| t == NO_TCACHE) {
+        return;
+    }
+    let value = if tunables.is_empty() {
+        NO_TCACHE.to_string()
+    } else {
+        format!("{tunables}:{NO_TCACHE}")
+    };
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new("/proc/self/exe")
+        .args(std::env::args_os().skip(1))
+        .env("GLIBC_TUNABLES", value)
+        .exec();
+    println!("could not re-exec without malloc's thread caches ({err}); heap figures are rough");
+}
+
 /// KiB in live malloc allocations of this process, over all arenas.
 pub fn heap_in_use_kib() -> u64 {
     // SAFETY: mallinfo2 only reads the allocator's own counters.
@@ -290,16 +316,6 @@ impl Sysctl {
 impl Drop for Sysctl {
     fn drop(&mut self) {
         let _ = std::fs::write(&self.path, self.old.trim());
-    }
-}
-
-/// Raise the soft open-file limit of this process to its hard limit.
-pub fn raise_nofile() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
-            println!("open files (this process) raised {soft} -> {hard}");
-        }
     }
 }
 
