@@ -14,7 +14,9 @@
 //! the memory peak are read every [`SLOW_EVERY`] (once a second at 4 Hz). Measured at 500
 //! containers and 4 Hz, what dominates is not the syscalls but touching
 //! thousands of distinct kernfs files per tick with cold caches, so every
-//! file not read counts.
+//! file not read counts, and the user-space side must stay small: a file is
+//! found by its static name in a short list, and its text lands in a buffer
+//! kept from sample to sample.
 //!
 //! The event counters (OOM kills, refused forks) are read every sample only
 //! while a container is near its memory or pids limit ([`near_limit`]),
