@@ -16,6 +16,18 @@ use std::sync::OnceLock;
 
 pub const ENV: &str = "GLASSBOX_CRASH_AT";
 
+/// Steps named with this prefix are a supervisor's: the switch is passed on
+/// to the supervisors a process spawns (and to nobody else's steps).
+pub const SUPERVISOR_STEP: &str = "supervisor.";
+
+/// Take the switch off `cmd` (a supervisor about to be spawned) unless it
+/// names a supervisor's step.
+pub fn pass_to_supervisor(cmd: &mut std::process::Command) {
+    if !armed().is_some_and(|s| s.starts_with(SUPERVISOR_STEP)) {
+        cmd.env_remove(ENV);
+    }
+}
+
 fn armed() -> Option<&'static str> {
     static AT: OnceLock<Option<String>> = OnceLock::new();
     AT.get_or_init(|| std::env::var(ENV).ok().filter(|s| !s.is_empty()))

@@ -251,9 +251,10 @@ fn spawn_one(
         .arg(idle.as_secs().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        // A crash switch is for the server under test, not its supervisors.
-        .env_remove(crate::failpoint::ENV);
+        .stderr(Stdio::null());
+    // A crash switch is for the process under test, not its supervisors,
+    // unless it names a supervisor's step.
+    crate::failpoint::pass_to_supervisor(&mut cmd);
     // SAFETY: setsid is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {

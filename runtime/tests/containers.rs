@@ -522,6 +522,62 @@ fn container_unclaimed_warm_containers_remove_themselves() {
     );
 }
 
+/// Host processes whose command line names `dir` (a supervisor and, cloned
+/// from it, its container process).
+fn processes_naming(dir: &std::path::Path) -> Vec<i32> {
+    let needle = dir.as_os_str().as_encoded_bytes().to_vec();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle.as_slice()))
+        })
+        .collect()
+}
+
+#[test]
+fn container_warm_entry_whose_supervisor_dies_while_preparing_leaves_nothing() {
+    // A drain may kill an entry's supervisor at any point of its
+    // preparation, also right after it cloned the container process and
+    // before that joined the cgroup the drain removes: the container
+    // process must not outlive its supervisor (it once waited for ever,
+    // holding both ends of its channel). The crash switch kills the
+    // supervisor at exactly that step.
+    let env = Env::new();
+    let out = env
+        .cmd(&["pool", "fill"])
+        .env(runtime::failpoint::ENV, "supervisor.cloned")
+        .output()
+        .expect("gbx pool fill");
+    assert!(out.status.success(), "{out:?}");
+    let dir = wait_for("the warm entry", Duration::from_secs(10), || {
+        Some(
+            std::fs::read_dir(env.path().join("pool"))
+                .ok()?
+                .next()?
+                .ok()?
+                .path(),
+        )
+    });
+    wait_for("its supervisor to crash", Duration::from_secs(10), || {
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("pool.json")).ok()?).ok()?;
+        let pid = record["supervisor_pid"].as_i64()?;
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.contains(&*dir.to_string_lossy()));
+        (!alive).then_some(())
+    });
+    env.ok(&["pool", "drain"]);
+    wait_for(
+        "the entry's processes to go",
+        Duration::from_secs(10),
+        || processes_naming(&dir).is_empty().then_some(()),
+    );
+    env.assert_clean();
+}
+
 /// Output frames of a terminal, from `since`, until `bytes` bytes arrived.
 /// Checks that every frame continues the previous one.
 fn collect_output(socket: &std::path::Path, since: u64, bytes: usize) -> (Vec<u8>, usize) {

@@ -32,6 +32,9 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// Entry point of the cloned container process. Returns the exit code only
 /// on failure; on success it never returns (exec or init loop).
 pub fn container_main(early: &EarlyContext, chan: ChildChannel) -> isize {
+    // Until it is claimed, a parked container dies with its supervisor:
+    // nobody else could ever claim or remove it.
+    set_parent_death_signal(Some(Signal::SIGKILL));
     if let Err(e) = early_setup(early, &chan) {
         let _ = chan.send(&FromChild::SetupFailed(e));
         return 125;
@@ -44,6 +47,10 @@ pub fn container_main(early: &EarlyContext, chan: ChildChannel) -> isize {
         Ok((ToChild::Go(plan), fds)) => (plan, fds),
         Ok((ToChild::Mapped { .. }, _)) | Err(_) => return 125,
     };
+    // Claimed: from here on the container is someone's, and its life is
+    // not tied to the supervisor's any more (as it never was to the
+    // server's).
+    set_parent_death_signal(None);
     let stdio = match setup(&plan, fds, &chan) {
         Ok(stdio) => stdio,
         Err(e) => {
@@ -109,6 +116,12 @@ fn enter_rootfs(spec: &RootfsSpec) -> Result<(), String> {
         mount_cgroup2: spec.mount_cgroup2,
     })
     .map_err(|e| e.to_string())
+}
+
+fn set_parent_death_signal(signal: Option<Signal>) {
+    let sig = signal.map_or(0, |s| s as libc::c_ulong);
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number (0: none).
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig, 0, 0, 0) };
 }
 
 /// Where the command's stdin, stdout and stderr come from.

@@ -104,9 +104,10 @@ pub fn spawn_supervisor(
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        // A crash switch is for the server under test, not its supervisors.
-        .env_remove(crate::failpoint::ENV);
+        .stderr(Stdio::null());
+    // A crash switch is for the process under test, not its supervisors,
+    // unless it names a supervisor's step.
+    crate::failpoint::pass_to_supervisor(&mut cmd);
     // SAFETY: only async-signal-safe calls (dup2, setsid) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {

@@ -256,10 +256,20 @@ impl Prepared {
         };
         let (ours, theirs) = channel::pair::<ToChild, FromChild>().map_err(|e| e.to_string())?;
         let mut theirs = Some(theirs);
+        let ours_fd = ours.raw_fd();
         let mut stack = vec![0u8; 256 * 1024];
-        let cb = Box::new(move || match theirs.take() {
-            Some(chan) => init::container_main(&early, chan),
-            None => 125,
+        let cb = Box::new(move || {
+            // The clone copied our end of the channel too. Without closing
+            // it, the child waiting for its orders would never see the
+            // channel close if we died (killed by a drain before the
+            // claim): it would wait for ever, holding both ends.
+            // SAFETY: ours_fd is this process's copy of our end, used by
+            // nothing here.
+            unsafe { libc::close(ours_fd) };
+            match theirs.take() {
+                Some(chan) => init::container_main(&early, chan),
+                None => 125,
+            }
         });
         // SAFETY: we are single-threaded; the child runs on its own stack.
         // Our copy of the child's channel end is dropped with the closure.
@@ -272,6 +282,9 @@ impl Prepared {
             )
         }
         .map_err(|e| format!("cloning the container: {e}"))?;
+        // The container process exists, outside its cgroup as yet: a drain
+        // that kills us now cannot reach it through the cgroup.
+        crate::failpoint::hit("supervisor.cloned");
         let prepared = Prepared {
             pid,
             chan: ours,
