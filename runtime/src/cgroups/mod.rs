@@ -488,12 +488,21 @@ pub(crate) fn rmdir_shared_parent(dir: &Path) {
     }
 }
 
-/// Creates the leaf directory (and the `glassbox` directory above it). Retries once if a
-/// concurrent `remove` took the shared parent away between the two mkdirs.
+const MKDIR_ATTEMPTS: usize = 100;
+
+/// Creates the leaf directory (and the `glassbox` directory above it). A
+/// concurrent `remove` may take the shared parent away at any moment (it
+/// removes it once empty): between the two mkdirs, or inside
+/// `create_dir_all` between its mkdir (EEXIST) and its check that the
+/// directory is there. Either way, go round again.
 pub(crate) fn mkdir_leaf(dir: &Path) -> Result<(), CgroupError> {
-    for _ in 0..3 {
+    for _ in 0..MKDIR_ATTEMPTS {
         if let Some(p) = dir.parent() {
-            std::fs::create_dir_all(p).map_err(io_err("mkdir", p))?;
+            match std::fs::create_dir_all(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_err("mkdir", p)(e)),
+            }
         }
         match std::fs::create_dir(dir) {
             Ok(()) => return Ok(()),

@@ -523,3 +523,44 @@ fn errors_say_what_and_where() {
     );
     assert_eq!(read_opt(Path::new("/nonexistent/x")).expect("ok"), None);
 }
+
+#[test]
+fn mkdir_leaf_survives_the_shared_parent_being_removed_meanwhile() {
+    // A removal takes the shared `glassbox` directory away once it is
+    // empty, at any moment of a concurrent create (a soak of 32 creates at
+    // once got EEXIST out of create_dir_all: the parent existed at its
+    // mkdir and was gone at its check). Here one thread makes and removes
+    // leaves while another removes the parent whenever it is empty.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let shared = tmp.path().join("glassbox");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let remover = {
+        let (shared, stop) = (shared.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::remove_dir(&shared);
+                std::thread::sleep(std::time::Duration::from_micros(20));
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+    let (mut made, mut failed) = (0u32, Vec::new());
+    while std::time::Instant::now() < deadline {
+        let leaf = shared.join(format!("leaf{made}"));
+        match super::mkdir_leaf(&leaf) {
+            Ok(()) => {
+                let _ = std::fs::remove_dir(&leaf);
+            }
+            Err(e) => failed.push(e.to_string()),
+        }
+        made += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    remover.join().expect("remover");
+    assert!(
+        failed.is_empty(),
+        "{} of {made} creates failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+}
