@@ -146,6 +146,8 @@ pub struct Server {
     state: RuntimeState,
     spawn: Option<SpawnChannel>,
     main_attached: bool,
+    /// The child refilling the warm pool, until it is reaped.
+    refill: Option<Pid>,
 }
 
 fn key(t: &Target) -> u32 {
@@ -178,6 +180,9 @@ fn set_nonblocking(fd: BorrowedFd<'_>) {
     }
 }
 
+/// How long an exit report waits for the pool refill (see [`Server::with_refill`]).
+const REFILL_WAIT: Duration = Duration::from_secs(5);
+
 impl Server {
     pub fn new(
         dir: ContainerDir,
@@ -203,7 +208,17 @@ impl Server {
             state,
             spawn: None,
             main_attached: false,
+            refill: None,
         }
+    }
+
+    /// The child refilling the warm pool: the exit is reported only once it
+    /// is done, so that whoever learns of the exit (`gbx run --rm` returning,
+    /// a test tearing its state dir down) finds the pool complete, not an
+    /// entry still being made.
+    pub fn with_refill(mut self, refill: Option<Pid>) -> Server {
+        self.refill = refill;
+        self
     }
 
     /// Keep the spawner's channel, to send it the exit code.
@@ -361,6 +376,22 @@ impl Server {
         }
     }
 
+    /// Wait (a few seconds at most) for the refill child to finish.
+    fn wait_for_refill(&mut self) {
+        let Some(pid) = self.refill.take() else {
+            return;
+        };
+        let deadline = Instant::now() + REFILL_WAIT;
+        while Instant::now() < deadline {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(1)),
+                // Exited, or already reaped by the loop.
+                _ => return,
+            }
+        }
+        tracing::warn!(container = %self.config.id, %pid, "the pool refill is still running");
+    }
+
     fn reap(&mut self) {
         loop {
             let (pid, code) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
@@ -369,6 +400,10 @@ impl Server {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => continue,
             };
+            if self.refill == Some(pid) {
+                self.refill = None;
+                continue;
+            }
             let Some((id, session)) = self.sessions.iter_mut().find(|(_, s)| s.pid == pid) else {
                 continue;
             };
@@ -726,6 +761,7 @@ impl Server {
             tracing::warn!(container = %self.config.id, error = %e, "could not record the exit");
         }
         self.broadcast_exit(0, code);
+        self.wait_for_refill();
         if let Some(spawn) = self.spawn.take() {
             let _ = spawn.send(&SpawnReport::Exited { code });
         }

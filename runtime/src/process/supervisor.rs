@@ -37,6 +37,12 @@ const HANDSHAKE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// `warm <state root> <cgroup parent|-> <idle secs>` (a pool entry). Never returns.
 pub fn main(args: Vec<OsString>) -> ! {
     let mode = args.first().and_then(|m| m.to_str()).unwrap_or("");
+    // Whatever our spawner inherited without CLOEXEC (a build tool's
+    // jobserver pipe, a shell's fds) is not ours to hold for the container's
+    // lifetime; a cold supervisor keeps its channel, fd 3.
+    let first_stray = if mode == "cold" { SPAWN_FD + 1 } else { 3 };
+    // SAFETY: close_range on integers closes only fds; nothing is open yet.
+    unsafe { libc::syscall(libc::SYS_close_range, first_stray as u32, u32::MAX, 0u32) };
     let code = match (mode, &args[1.min(args.len())..]) {
         ("cold", [dir]) => run_cold(PathBuf::from(dir)),
         ("warm", rest) => match WarmArgs::parse(rest) {
@@ -357,14 +363,11 @@ impl Prepared {
 /// command runs, report, then serve until the container exits.
 fn become_container(mut prepared: Prepared, spawn: SpawnChannel) -> i32 {
     match claim_and_start(&mut prepared, &spawn) {
-        Ok((dir, config, output, state, ns_fds, refill)) => {
+        Ok((dir, config, output, state, ns_fds, refilling)) => {
             let _ = spawn.send(&SpawnReport::Started {
                 host_pid: state.host_pid.unwrap_or(0),
                 supervisor_pid: std::process::id(),
             });
-            if let Some(r) = refill {
-                start_refill(&r);
-            }
             redirect_stdio_to_null();
             let main = Session::new(prepared.pid, output, config.tty);
             Server::new(
@@ -377,6 +380,7 @@ fn become_container(mut prepared: Prepared, spawn: SpawnChannel) -> i32 {
                 state,
             )
             .with_spawn(spawn)
+            .with_refill(refilling)
             .run()
         }
         Err((error, exit_code)) => {
@@ -393,27 +397,34 @@ type Started = (
     Option<OwnedFd>,
     RuntimeState,
     Vec<(namespaces::Kind, OwnedFd)>,
-    Option<Refill>,
+    Option<Pid>,
 );
 
-/// Refill the pool from a child process, off the container's critical
-/// path: making an entry (cgroups, records, a new supervisor) takes a few
-/// milliseconds, and a command as short as `true` has exited by then, so
-/// doing it here would delay the exit report by that much. The child is
-/// reaped by the event loop; the supervisors it starts outlive it and are
-/// adopted by init.
-fn start_refill(r: &Refill) {
+/// Refill the pool from a child process, alongside the container: making
+/// an entry (cgroups, records, a new supervisor) takes a few milliseconds,
+/// and a command as short as `true` has exited by then, so doing it first
+/// would delay the exit report by that much. The exit report still waits
+/// for the child (see `Server::with_refill`). The supervisors it starts
+/// outlive it and are adopted by init.
+fn start_refill(r: &Refill) -> Option<Pid> {
     // SAFETY: the supervisor is single-threaded, so the child may allocate
     // and run ordinary code; it leaves with _exit, running no destructor of
     // the state it shares with us.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
+            // None of our fds (the terminal, the caller's channel, the
+            // sockets) is the refill's business: hold no copy of them.
+            // SAFETY: close_range on integers closes only fds.
+            unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
             refill_pool(r);
             unsafe { libc::_exit(0) }
         }
-        Ok(ForkResult::Parent { .. }) => {}
+        Ok(ForkResult::Parent { child }) => Some(child),
         // No child: refill here rather than not at all.
-        Err(_) => refill_pool(r),
+        Err(_) => {
+            refill_pool(r);
+            None
+        }
     }
 }
 
@@ -441,7 +452,8 @@ fn claim_and_start(
     let (claim, stdio_fds) = spawn
         .recv_within(HANDSHAKE_WAIT)
         .map_err(|e| setup_err(format!("waiting for the claim: {e}")))?;
-    let claim_refill = claim.refill;
+    // The refill starts now, alongside the container's start and run.
+    let refilling = claim.refill.as_ref().and_then(start_refill);
     let dir = ContainerDir { dir: claim.dir };
     let config: ContainerConfig = dir.read_config().map_err(|e| setup_err(e.to_string()))?;
     let _ = std::fs::remove_file(dir.dir.join("claim.sock"));
@@ -532,7 +544,7 @@ fn claim_and_start(
         master.or(output_read),
         state,
         ns_fds,
-        claim_refill,
+        refilling,
     ))
 }
 
