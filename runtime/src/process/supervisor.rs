@@ -571,11 +571,20 @@ fn open_ns_fds(pid: &str) -> Vec<(namespaces::Kind, OwnedFd)> {
         .collect()
 }
 
-/// Field 22 of /proc/PID/stat: start time in clock ticks since boot.
+/// Field 22 of /proc/PID/stat: start time in clock ticks since boot; `None`
+/// for a process that is gone or has exited (a zombie).
 pub fn process_start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_comm = &stat[stat.rfind(')')? + 2..];
-    after_comm.split(' ').nth(19)?.parse().ok()
+    let mut fields = after_comm.split(' ');
+    // A zombie has exited: it only waits for its parent to reap it, which
+    // for an orphaned supervisor is the host's init, in its own time (more
+    // than a second on some hosts). Whoever asks wants to know whether the
+    // process still runs.
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 fn redirect_stdio_to_null() {
