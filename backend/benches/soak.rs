@@ -7,11 +7,12 @@
 //! threads, host processes, supervisors and the server's RSS are printed at
 //! the start, every tenth of the run and at the end. The run FAILS (exit 1)
 //! if, once the warm pool is full again, mounts, cgroup directories,
-//! supervisors or fds are above the start, if the bytes in live heap
+//! supervisors, fds or threads are above the start, if the bytes in live heap
 //! allocations (glibc `mallinfo2`) grew by more than
 //! GLASSBOX_SOAK_HEAP_TOLERANCE_KIB (default 256 KiB: a leak of 26 bytes a
 //! cycle over 10,000 cycles), or if RSS grew by more than
-//! GLASSBOX_SOAK_RSS_TOLERANCE_KIB (default 16 MiB). The two differ on
+//! GLASSBOX_SOAK_RSS_TOLERANCE_KIB (default 16 MiB) once `malloc_trim`
+//! handed the allocator's free memory back. The two differ on
 //! purpose: RSS also holds memory the allocator keeps after it was freed
 //! (arenas and tokio's pools sized for the peak concurrency, fragmentation),
 //! which creeps up without anything leaking; the live heap is what a leak
@@ -120,7 +121,9 @@ async fn settle(s: &Server, parent: &str, start: &Figures) -> Figures {
             && f.mounts_state <= start.mounts_state
             && f.cgroup_dirs <= start.cgroup_dirs
             && f.supervisors <= start.supervisors
-            && f.fds <= start.fds;
+            && f.fds <= start.fds
+            // tokio's blocking threads retire after 10 s idle.
+            && f.threads <= start.threads;
         if back || Instant::now() > deadline {
             return f;
         }
@@ -228,8 +231,14 @@ fn main() {
         );
 
         let refilled = pool_full(&s, warm_pool).await;
-        let end = settle(&s, &parent, &start).await;
-        end.print("end");
+        let settled = settle(&s, &parent, &start).await;
+        settled.print("end");
+        // Hand the allocator's free memory back to the kernel: what RSS
+        // keeps after this is memory still in use, not memory kept.
+        // SAFETY: malloc_trim only walks the allocator's own free lists.
+        unsafe { libc::malloc_trim(0) };
+        let end = Figures::now(s.state_dir(), &parent);
+        end.print("end, trimmed");
         let mut bad = Vec::new();
         if errors > 0 {
             bad.push(format!("{errors} cycles failed"));
@@ -247,6 +256,11 @@ fn main() {
             ("cgroup dirs", start.cgroup_dirs, end.cgroup_dirs),
             ("supervisors", start.supervisors, end.supervisors),
             ("server fds", start.fds, end.fds),
+            (
+                "server threads",
+                start.threads as usize,
+                end.threads as usize,
+            ),
         ];
         for (what, a, b) in grew {
             if b > a {
@@ -255,11 +269,13 @@ fn main() {
         }
         let rss_growth = end.rss_kib.saturating_sub(start.rss_kib);
         println!(
-            "server RSS {} -> {} KiB ({:+} KiB, tolerance {rss_tolerance} KiB); threads {} -> {}; \
-             host processes {} -> {} (the host is shared: not judged)",
+            "server RSS {} -> {} KiB ({:+} KiB after malloc_trim, {:+} KiB before; tolerance \
+             {rss_tolerance} KiB); threads {} -> {}; host processes {} -> {} (the host is shared: \
+             not judged)",
             start.rss_kib,
             end.rss_kib,
             end.rss_kib as i64 - start.rss_kib as i64,
+            settled.rss_kib as i64 - start.rss_kib as i64,
             start.threads,
             end.threads,
             start.host_procs,
