@@ -196,6 +196,19 @@ fn v1_missing_required_controller_and_unreachable_optional() {
     assert!(cg.dir_of("memory").is_some());
 }
 
+/// A v1 cgroup whose `controllers` all live in the fixture directory `dir`.
+fn v1_fixture_cgroup(dir: &Path, controllers: &[&str]) -> Cgroup {
+    let dirs: BTreeMap<String, PathBuf> = controllers
+        .iter()
+        .map(|c| (c.to_string(), dir.to_path_buf()))
+        .collect();
+    Cgroup::open(&CgroupRecord {
+        version: CgroupVersion::V1,
+        path: "/glassbox/c".into(),
+        dirs,
+    })
+}
+
 fn fixture_dir(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("c");
@@ -230,16 +243,7 @@ fn v1_stats_from_realistic_files() {
             "8:0 Read 4096\n8:0 Write 512\n8:0 Total 4608\nTotal 4608\n",
         ),
     ]);
-    let dirs: BTreeMap<String, PathBuf> = ["cpu", "cpuacct", "memory", "pids", "blkio"]
-        .iter()
-        .map(|c| (c.to_string(), dir.clone()))
-        .collect();
-    let rec = CgroupRecord {
-        version: CgroupVersion::V1,
-        path: "/glassbox/c".into(),
-        dirs,
-    };
-    let cg = Cgroup::open(&rec);
+    let cg = v1_fixture_cgroup(&dir, &["cpu", "cpuacct", "memory", "pids", "blkio"]);
     let s = cg.stats().expect("stats");
     assert_eq!(s.cpu_usage_ns, 1234567890);
     assert_eq!(
@@ -276,15 +280,7 @@ fn stats_reader_matches_stats_and_rereads_limits_now_and_then() {
         ("pids.current", "1\n"),
         ("pids.max", "64\n"),
     ]);
-    let dirs: BTreeMap<String, PathBuf> = ["cpu", "cpuacct", "memory", "pids"]
-        .iter()
-        .map(|c| (c.to_string(), dir.clone()))
-        .collect();
-    let cg = Cgroup::open(&CgroupRecord {
-        version: CgroupVersion::V1,
-        path: "/glassbox/c".into(),
-        dirs,
-    });
+    let cg = v1_fixture_cgroup(&dir, &["cpu", "cpuacct", "memory", "pids"]);
     let mut reader = super::StatsReader::new(cg.clone());
     let (mut a, mut b) = (reader.stats().expect("reader"), cg.stats().expect("stats"));
     a.timestamp_ms = 0;
@@ -320,15 +316,7 @@ fn stats_reader_reads_event_counters_every_sample_only_near_a_limit() {
         ("pids.max", "64\n"),
         ("pids.events", "max 0\n"),
     ]);
-    let dirs: BTreeMap<String, PathBuf> = ["memory", "pids"]
-        .iter()
-        .map(|c| (c.to_string(), dir.clone()))
-        .collect();
-    let cg = Cgroup::open(&CgroupRecord {
-        version: CgroupVersion::V1,
-        path: "/glassbox/c".into(),
-        dirs,
-    });
+    let cg = v1_fixture_cgroup(&dir, &["memory", "pids"]);
     let mut reader = super::StatsReader::new(cg);
     let counts = |r: &mut super::StatsReader| {
         let s = r.stats().expect("reader");
@@ -360,16 +348,9 @@ fn v1_stats_without_optional_controllers_and_with_junk() {
         ("memory.limit_in_bytes", "9223372036854771712\n"),
         ("memory.oom_control", "oom_kill\n"),
     ]);
-    let dirs: BTreeMap<String, PathBuf> = ["cpu", "cpuacct", "memory"]
-        .iter()
-        .map(|c| (c.to_string(), dir.clone()))
-        .collect();
-    let rec = CgroupRecord {
-        version: CgroupVersion::V1,
-        path: "/x".into(),
-        dirs,
-    };
-    let s = Cgroup::open(&rec).stats().expect("stats");
+    let s = v1_fixture_cgroup(&dir, &["cpu", "cpuacct", "memory"])
+        .stats()
+        .expect("stats");
     assert_eq!(
         (s.cpu_usage_ns, s.cpu_throttled_ns, s.cpu_limit_millis),
         (0, 0, None)
