@@ -4,7 +4,7 @@
 
 use crate::cgroups::{Cgroup, CgroupError, CgroupParent};
 use crate::failpoint;
-use crate::image::{ImageError, ImageStore};
+use crate::image::{Image, ImageError, ImageStore};
 use crate::network::{self, EgressOptions, NetworkError, NetworkMode, NetworkRecord};
 use crate::pool;
 use crate::process::messages::{Refill, SpawnReport};
@@ -299,7 +299,7 @@ impl Runtime {
         } else {
             Stdio3::Capture
         };
-        let refill = self.warm_layers().map(|layers| Refill {
+        let refill = self.warm_layers(Some(&image)).map(|layers| Refill {
             state_root: self.state.root.clone(),
             cgroup_parent: self.cgroup_parent.clone(),
             idle_secs: self.warm_idle.as_secs(),
@@ -355,7 +355,7 @@ impl Runtime {
         if pool::count(&self.state) >= self.warm_pool {
             return;
         }
-        let Some(layers) = self.warm_layers() else {
+        let Some(layers) = self.warm_layers(None) else {
             return;
         };
         let children = pool::spawn(
@@ -370,13 +370,18 @@ impl Runtime {
 
     /// The layers of the warm pool's image; `None` without a pool, or when
     /// the image cannot be had (then every start is cold, and the log says
-    /// why).
-    fn warm_layers(&self) -> Option<Vec<PathBuf>> {
+    /// why). `resolved`, an image the caller already has, is used when it is
+    /// the pool's, instead of reading the store again.
+    fn warm_layers(&self, resolved: Option<&Image>) -> Option<Vec<PathBuf>> {
         if self.warm_pool == 0 {
             return None;
         }
+        let layers = |image: &Image| image.layer_dirs().into_iter().map(PathBuf::from).collect();
+        if let Some(image) = resolved.filter(|i| i.name == self.warm_image) {
+            return Some(layers(image));
+        }
         match self.images.resolve(&self.warm_image) {
-            Ok(image) => Some(image.layer_dirs().into_iter().map(PathBuf::from).collect()),
+            Ok(image) => Some(layers(&image)),
             Err(e) => {
                 tracing::warn!(image = %self.warm_image, error = %e, "no warm pool: its image is missing");
                 None
