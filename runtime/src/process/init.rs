@@ -301,8 +301,7 @@ fn run_init(plan: &InitPlan, chan: ChildChannel, stdio: Stdio) -> isize {
     name_self_init();
     // Whatever the supervisor had open when it cloned us (its sockets, the
     // claim listener) has no business in PID 1.
-    // SAFETY: close_range on integers closes only fds.
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    super::close_fds_from(3);
     // PID 1 runs our binary's code among the container's processes: it gets
     // the same confinement, and is made non-dumpable so nobody there can
     // open /proc/1/exe or ptrace it. Init without confinement must not run.

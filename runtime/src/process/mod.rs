@@ -44,6 +44,13 @@ pub fn supervisor_entrypoint() {
     }
 }
 
+/// Close every fd from `first` up (close_range(2)).
+pub(crate) fn close_fds_from(first: std::os::fd::RawFd) {
+    // SAFETY: close_range on integers closes only fds; callers own every
+    // fd in the range (or nothing in this process uses them any more).
+    unsafe { libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, 0u32) };
+}
+
 /// `dup2(src, dst)`, leaving `dst` without CLOEXEC (so it survives exec).
 pub(crate) fn dup_onto(src: std::os::fd::RawFd, dst: std::os::fd::RawFd) -> bool {
     // SAFETY: dup2 on integers; a bad fd is an error, not UB.

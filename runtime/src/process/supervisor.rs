@@ -40,9 +40,7 @@ pub fn main(args: Vec<OsString>) -> ! {
     // Whatever our spawner inherited without CLOEXEC (a build tool's
     // jobserver pipe, a shell's fds) is not ours to hold for the container's
     // lifetime; a cold supervisor keeps its channel, fd 3.
-    let first_stray = if mode == "cold" { SPAWN_FD + 1 } else { 3 };
-    // SAFETY: close_range on integers closes only fds; nothing is open yet.
-    unsafe { libc::syscall(libc::SYS_close_range, first_stray as u32, u32::MAX, 0u32) };
+    super::close_fds_from(if mode == "cold" { SPAWN_FD + 1 } else { 3 });
     let code = match (mode, &args[1.min(args.len())..]) {
         ("cold", [dir]) => run_cold(PathBuf::from(dir)),
         ("warm", rest) => match WarmArgs::parse(rest) {
@@ -414,8 +412,7 @@ fn start_refill(r: &Refill) -> Option<Pid> {
         Ok(ForkResult::Child) => {
             // None of our fds (the terminal, the caller's channel, the
             // sockets) is the refill's business: hold no copy of them.
-            // SAFETY: close_range on integers closes only fds.
-            unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+            super::close_fds_from(3);
             refill_pool(r);
             unsafe { libc::_exit(0) }
         }
