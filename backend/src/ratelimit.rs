@@ -124,10 +124,14 @@ pub fn rate_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// A terminal socket's resize budget: a burst, then `per_second`.
-pub fn resize_limiter(c: &config::RateLimits) -> DefaultDirectRateLimiter {
-    let period = Duration::from_secs(1) / c.resizes_per_second.max(1);
-    RateLimiter::direct(quota(c.resize_burst, period))
+impl RateLimits {
+    /// A terminal socket's resize budget: a burst, then `per_second`. It
+    /// shares our clock: a clock of its own would probe the CPU (cpuid) for
+    /// every socket, a measurable part of a burst of creates.
+    pub fn resize_limiter(&self, c: &config::RateLimits) -> DefaultDirectRateLimiter {
+        let period = Duration::from_secs(1) / c.resizes_per_second.max(1);
+        RateLimiter::direct_with_clock(quota(c.resize_burst, period), self.clock.clone())
+    }
 }
 
 /// The client's address. From a trusted proxy, the rightmost address in

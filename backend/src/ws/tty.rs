@@ -20,7 +20,7 @@ use super::{close, send_timeout, text, INTERNAL, INVALID_PAYLOAD, NORMAL, POLICY
 use crate::auth::{check_origin, Auth};
 use crate::error::ApiError;
 use crate::metrics::WsGauge;
-use crate::ratelimit::{self, Action, ClientIp};
+use crate::ratelimit::{Action, ClientIp};
 use crate::sessions::ContainerEntry;
 use crate::state::AppState;
 use crate::supervisor::{self, Incoming, Reader, Writer};
@@ -415,7 +415,7 @@ async fn input_loop(
     session: String,
 ) {
     let mut touched = Instant::now();
-    let resizes = ratelimit::resize_limiter(&state.config.rate);
+    let resizes = state.rate.resize_limiter(&state.config.rate);
     let retry = Duration::from_secs(1) / state.config.rate.resizes_per_second.max(1);
     let mut pending: Option<(u16, u16)> = None;
     loop {
