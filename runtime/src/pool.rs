@@ -11,12 +11,23 @@
 //! supervisor the container's config: what is left is the overlay, the
 //! mounts and the exec.
 //!
-//! Entries need no daemon: whoever claims one spawns its replacement, and an
-//! entry nobody claims removes itself after an idle timeout.
+//! An entry comes in one of two kinds:
+//! - **parked** (above): any create of the pool's image can claim it;
+//! - **shell**: the container already runs, with the image's shell on a
+//!   terminal, exactly as a create that asks for nothing but limits would
+//!   start it (the backend's default sandbox). Its container's config is
+//!   written when the entry is made, as `shell.json`, which marks the kind.
+//!   Claiming one renames it, writes its `config.json` (with the limits)
+//!   and sets its limits: nothing is left to start, and its prompt is
+//!   already in the terminal's replay buffer.
+//!
+//! Entries need no daemon: whoever claims one spawns its replacement (or,
+//! with a long-lived caller such as the backend, refills when the creates
+//! pause), and an entry nobody claims removes itself after an idle timeout.
 
 use crate::cgroups::{Cgroup, CgroupParent, CgroupRecord};
 use crate::process::spawn::SUPERVISOR_ARG;
-use crate::state::{self, StateDir, StateError};
+use crate::state::{self, ContainerConfig, ContainerDir, StateDir, StateError};
 use crate::userns::{ranges, IdRange};
 use protocol::Limits;
 use serde::{Deserialize, Serialize};
@@ -69,17 +80,59 @@ pub fn entries(state: &StateDir) -> Vec<PoolEntry> {
     out
 }
 
-/// Whether the entry's container is parked in its finished rootfs, ready
-/// to be claimed.
+/// A shell entry's container config, until it is claimed.
+const SHELL_CONFIG: &str = "shell.json";
+
+/// Which kind of entry a directory holds: a shell entry has its container's
+/// config from the start.
+fn is_shell(entry_dir: &Path) -> bool {
+    entry_dir.join(SHELL_CONFIG).exists()
+}
+
+/// The container config of a shell entry; `None` for a parked entry.
+pub fn shell_config(entry_dir: &Path) -> Option<ContainerConfig> {
+    state::read_json(&entry_dir.join(SHELL_CONFIG)).ok()
+}
+
+/// Write the config of a claimed shell entry, now in `dir`, in place of
+/// its template. Its config file is new (not a replacement, which ext4
+/// writes out at once) and its temporary file exists (no new inode): this
+/// runs once per create, under the state lock.
+pub fn write_claimed_config(
+    dir: &ContainerDir,
+    config: &ContainerConfig,
+) -> Result<(), StateError> {
+    state::write_json_atomic(&dir.config(), config)?;
+    let _ = std::fs::remove_file(dir.dir.join(SHELL_CONFIG));
+    Ok(())
+}
+
+/// Whether the entry runs its shell already (else it is parked).
+pub fn is_shell_entry(state: &StateDir, entry: &PoolEntry) -> bool {
+    is_shell(&entry_dir(state, &entry.id))
+}
+
+/// Whether the entry's container is parked in its finished rootfs (or, for
+/// a shell entry, runs its shell), ready to be claimed.
 pub fn is_ready(state: &StateDir, entry: &PoolEntry) -> bool {
     entry_dir(state, &entry.id).join("ready").exists()
 }
 
-/// Take the oldest ready entry built for the image `layers`: its directory
-/// becomes `containers/<id>`. Call with the state lock held. Entries whose
-/// supervisor died are removed.
-pub fn take(state: &StateDir, layers: &[&Path]) -> Option<PoolEntry> {
-    for entry in entries(state) {
+/// Take a ready entry of the kind asked for (a running shell or parked)
+/// built for the image `layers`: its directory becomes
+/// `containers/<id>`. Call with the state lock held, which a burst of
+/// creates queues on: only ready entries' records are read, so a claim
+/// costs the same however many entries are being made. A ready entry whose
+/// supervisor died is removed; [`spawn`] removes the others.
+pub fn take(state: &StateDir, layers: &[&Path], shell: bool) -> Option<PoolEntry> {
+    let rd = std::fs::read_dir(pool_dir(state)).ok()?;
+    for dir in rd.filter_map(|e| e.ok()).map(|e| e.path()) {
+        if !dir.join("ready").exists() || is_shell(&dir) != shell {
+            continue;
+        }
+        let Ok(entry) = state::read_json::<PoolEntry>(&dir.join("pool.json")) else {
+            continue;
+        };
         if !supervisor_alive(&entry) {
             discard(state, &entry);
             continue;
@@ -89,12 +142,11 @@ pub fn take(state: &StateDir, layers: &[&Path]) -> Option<PoolEntry> {
             .iter()
             .map(PathBuf::as_path)
             .eq(layers.iter().copied());
-        if !same_image || !is_ready(state, &entry) {
+        if !same_image {
             continue;
         }
-        let from = entry_dir(state, &entry.id);
         let to = state.container(&entry.id).dir;
-        if std::fs::rename(&from, &to).is_ok() {
+        if std::fs::rename(&dir, &to).is_ok() {
             tracing::debug!(container = %entry.id, "claimed a warm container");
             return Some(entry);
         }
@@ -125,6 +177,26 @@ pub fn kill_supervisor(entry: &PoolEntry) {
 pub fn discard(state: &StateDir, entry: &PoolEntry) {
     kill_supervisor(entry);
     discard_self(state, entry);
+    // A container process cloned just before its supervisor was killed
+    // may not be in the cgroup yet; it dies with its parent (its death
+    // signal), but only when the kernel gets to it. It is a clone of the
+    // supervisor and names the entry on its command line too: whoever
+    // drained the pool finds nothing of it left.
+    let dir = entry_dir(state, &entry.id);
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let left = crate::sweep::supervisors_of(&dir);
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            break;
+        }
+        for pid in left {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// What [`discard`] does, minus the supervisor: for a supervisor removing
@@ -133,7 +205,7 @@ pub fn discard_self(state: &StateDir, entry: &PoolEntry) {
     if let Err(e) = Cgroup::open(&entry.cgroup).remove() {
         tracing::warn!(entry = %entry.id, error = %e, "removing a warm container's cgroup");
     }
-    let dir = crate::state::ContainerDir {
+    let dir = ContainerDir {
         dir: entry_dir(state, &entry.id),
     };
     let _ = crate::rootfs::rw::remove(&dir);
@@ -151,7 +223,7 @@ pub fn drain(state: &StateDir) -> Result<usize, StateError> {
     // A directory without a record is an entry whose maker died half-way.
     if let Ok(rd) = std::fs::read_dir(pool_dir(state)) {
         for e in rd.filter_map(|e| e.ok()) {
-            let _ = crate::rootfs::rw::remove(&crate::state::ContainerDir { dir: e.path() });
+            let _ = crate::rootfs::rw::remove(&ContainerDir { dir: e.path() });
             let _ = std::fs::remove_dir_all(e.path());
             if let Some(id) = e.file_name().to_str() {
                 ranges::release(&state.root, id);
@@ -161,22 +233,41 @@ pub fn drain(state: &StateDir) -> Result<usize, StateError> {
     Ok(all.len())
 }
 
-/// Make entries for the image `layers` until the pool holds `target`
-/// (counting those being made) and start their supervisors. Each entry is made whole (directory, cgroup,
-/// record) under the state lock before its supervisor runs, and the count is
-/// taken under that lock too: many refills at once (a burst of claims) still
-/// stop at `target`. The returned children are the supervisors: reap them
-/// (they live until claimed or idle).
-pub fn spawn(
-    state: &StateDir,
-    cgroup_parent: Option<&str>,
-    idle: Duration,
-    target: usize,
-    layers: &[PathBuf],
-) -> Vec<std::process::Child> {
+/// What [`spawn`] makes.
+pub struct Refill<'a> {
+    pub cgroup_parent: Option<&'a str>,
+    pub idle: Duration,
+    /// The image's layer directories, lowest first.
+    pub layers: &'a [PathBuf],
+    /// Entries of this kind the pool should hold.
+    pub target: usize,
+    /// Entries to start at most in this call.
+    pub at_most: usize,
+    /// `Some`: shell entries, whose container config (for the entry's id,
+    /// cgroup and id range) this gives; `None`: parked entries.
+    pub shell: Option<&'a ShellConfig<'a>>,
+    /// Asked before each entry: false stops the refill (the caller's
+    /// creates have resumed).
+    pub keep_going: &'a dyn Fn() -> bool,
+}
+
+/// The config of a shell entry's container, given its id, cgroup and id range.
+pub type ShellConfig<'a> = dyn Fn(&str, CgroupRecord, IdRange) -> ContainerConfig + 'a;
+
+/// Make entries of one kind until the pool holds `target` of them
+/// (counting those being made) and start their supervisors. Each entry is
+/// made whole (directory, cgroup, records) under the state lock before its
+/// supervisor runs, and the count is taken under that lock too: many
+/// refills at once (a burst of claims) still stop at `target`. The returned
+/// children are the supervisors: reap them (they live until claimed or
+/// idle).
+pub fn spawn(state: &StateDir, refill: &Refill) -> Vec<std::process::Child> {
     let mut children = Vec::new();
-    loop {
-        match spawn_one(state, cgroup_parent, idle, target, layers) {
+    if let Ok(_lock) = state.lock() {
+        remove_dead(state);
+    }
+    while children.len() < refill.at_most && (refill.keep_going)() {
+        match spawn_one(state, refill) {
             Ok(Some(c)) => children.push(c),
             Ok(None) => break,
             Err(e) => {
@@ -188,15 +279,9 @@ pub fn spawn(
     children
 }
 
-fn spawn_one(
-    state: &StateDir,
-    cgroup_parent: Option<&str>,
-    idle: Duration,
-    target: usize,
-    layers: &[PathBuf],
-) -> Result<Option<std::process::Child>, String> {
+fn spawn_one(state: &StateDir, refill: &Refill) -> Result<Option<std::process::Child>, String> {
     let _lock = state.lock().map_err(|e| e.to_string())?;
-    if count(state) >= target {
+    if count(state, refill.shell.is_some()) >= refill.target {
         return Ok(None);
     }
     let id = state::new_id();
@@ -219,7 +304,7 @@ fn spawn_one(
         }
     };
     let cgroup = match Cgroup::create(
-        &CgroupParent(cgroup_parent.map(str::to_string)),
+        &CgroupParent(refill.cgroup_parent.map(str::to_string)),
         &id,
         &Limits::default(),
     ) {
@@ -233,7 +318,7 @@ fn spawn_one(
         id: id.clone(),
         cgroup: cgroup.record(),
         id_map,
-        layers: layers.to_vec(),
+        layers: refill.layers.to_vec(),
         supervisor_pid: None,
         supervisor_start: None,
         created_at_ms: state::now_ms(),
@@ -243,12 +328,27 @@ fn spawn_one(
         undo(Some(&cgroup));
         return Err(e.to_string());
     }
+    if let Some(config) = refill.shell {
+        let config = config(&id, cgroup.record(), id_map);
+        let written = state::write_json_atomic(&dir.join(SHELL_CONFIG), &config)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                let tmp = state::atomic_tmp(&dir.join(state::CONFIG_FILE));
+                std::fs::File::create(&tmp)
+                    .map(drop)
+                    .map_err(|e| format!("creating {}: {e}", tmp.display()))
+            });
+        if let Err(e) = written {
+            undo(Some(&cgroup));
+            return Err(e);
+        }
+    }
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("glassbox-supervisor")
         .arg(SUPERVISOR_ARG)
         .arg("warm")
         .arg(&dir)
-        .arg(idle.as_secs().to_string())
+        .arg(refill.idle.as_secs().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -279,6 +379,16 @@ fn spawn_one(
     Ok(Some(child))
 }
 
+/// Remove entries whose supervisor died (a crash while preparing one), so
+/// that they do not count towards the target. Call with the state lock held.
+fn remove_dead(state: &StateDir) {
+    for entry in entries(state) {
+        if !supervisor_alive(&entry) {
+            discard(state, &entry);
+        }
+    }
+}
+
 /// Reap spawned children without blocking the caller.
 pub fn reap_in_background(children: Vec<std::process::Child>) {
     if children.is_empty() {
@@ -293,10 +403,15 @@ pub fn reap_in_background(children: Vec<std::process::Child>) {
         });
 }
 
-/// Entries that exist or are being made (directories under pool/).
-pub fn count(state: &StateDir) -> usize {
+/// Entries of one kind that exist or are being made (directories under
+/// pool/).
+pub fn count(state: &StateDir, shell: bool) -> usize {
     std::fs::read_dir(pool_dir(state))
-        .map(|rd| rd.filter_map(|e| e.ok()).count())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| is_shell(&e.path()) == shell)
+                .count()
+        })
         .unwrap_or(0)
 }
 

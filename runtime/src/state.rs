@@ -110,7 +110,7 @@ pub struct ContainerDir {
 
 impl ContainerDir {
     pub fn config(&self) -> PathBuf {
-        self.dir.join("config.json")
+        self.dir.join(CONFIG_FILE)
     }
     pub fn state(&self) -> PathBuf {
         self.dir.join("state.json")
@@ -234,6 +234,15 @@ impl StateDir {
 /// Held lock; released on drop.
 pub struct StateLock(#[allow(dead_code)] nix::fcntl::Flock<File>);
 
+/// The file [`write_json_atomic`] writes before renaming it to `path`.
+/// Making it ahead (empty) spares that write the allocation of a new inode.
+pub fn atomic_tmp(path: &Path) -> PathBuf {
+    path.with_extension("json.tmp")
+}
+
+/// A container's config, in its directory.
+pub const CONFIG_FILE: &str = "config.json";
+
 /// Container ids are 16 lowercase hex digits (64 random bits).
 pub fn new_id() -> String {
     let mut bytes = [0u8; 8];
@@ -277,7 +286,7 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, State
 
 /// Write JSON to a temp file, fsync-free (tmpfs-friendly), then rename over the target.
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
-    let tmp = path.with_extension("json.tmp");
+    let tmp = atomic_tmp(path);
     let bytes = serde_json::to_vec_pretty(value).map_err(|source| StateError::Corrupt {
         path: path.to_path_buf(),
         source,

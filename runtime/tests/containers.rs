@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{wait_for, Env};
+use common::{pool_ids, ready_pool_ids, wait_for, Env, Screen};
 use std::time::Duration;
 
 #[test]
@@ -315,51 +315,6 @@ fn container_rm_and_auto_remove_clean_up_everything() {
     env.assert_clean();
 }
 
-/// Terminal output read so far, and how far the test has looked at it.
-#[derive(Default)]
-struct Screen {
-    text: String,
-    looked: usize,
-}
-
-impl Screen {
-    /// Read from `client` until `want` appears after what was already matched.
-    fn wait(&mut self, client: &mut runtime::process::client::Client, want: &str) -> String {
-        use runtime::process::wire::{Frame, Reply};
-        client
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(at) = self.text[self.looked..].find(want) {
-                let seen = self.text[self.looked..self.looked + at + want.len()].to_string();
-                self.looked += at + want.len();
-                return seen;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "never saw {want:?}; got {:?}",
-                &self.text[self.looked..]
-            );
-            let frame = client.next_frame();
-            let Ok(frame) = frame else {
-                panic!(
-                    "no {want:?} in time ({frame:?}); got {:?}",
-                    &self.text[self.looked..]
-                )
-            };
-            match frame {
-                Frame::Output { data, .. } => self.text.push_str(&String::from_utf8_lossy(&data)),
-                Frame::Control(Reply::Exit { code }) => {
-                    panic!("exited with {code} before {want:?}: {:?}", self.text)
-                }
-                Frame::Control(Reply::Error { message }) => panic!("supervisor error: {message}"),
-                _ => {}
-            }
-        }
-    }
-}
-
 #[test]
 fn container_tty_is_real_and_follows_resizes() {
     use runtime::process::client::Client;
@@ -427,32 +382,6 @@ fn container_tty_is_real_and_follows_resizes() {
     assert_eq!(info["exit_code"], 7);
     env.ok(&["rm", &id]);
     env.assert_clean();
-}
-
-/// Ids of the warm containers in the pool, ready or being prepared.
-fn pool_ids(env: &Env) -> Vec<String> {
-    pool_list(env).into_iter().map(|(id, _)| id).collect()
-}
-
-/// Ids of the warm containers ready to be claimed.
-fn ready_pool_ids(env: &Env) -> Vec<String> {
-    pool_list(env)
-        .into_iter()
-        .filter(|(_, state)| state == "ready")
-        .map(|(id, _)| id)
-        .collect()
-}
-
-/// `gbx pool ls`: (id, state) of each entry.
-fn pool_list(env: &Env) -> Vec<(String, String)> {
-    env.ok(&["pool", "ls"])
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            Some((words.next()?.to_string(), words.next()?.to_string()))
-        })
-        .collect()
 }
 
 #[test]

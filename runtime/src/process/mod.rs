@@ -18,6 +18,7 @@ pub mod client;
 pub mod exec;
 pub mod init;
 pub mod messages;
+pub mod pooled;
 pub mod ring;
 pub mod server;
 pub mod spawn;

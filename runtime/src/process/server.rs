@@ -4,6 +4,7 @@
 
 use super::exec::{self, ExecRequest};
 use super::messages::SpawnReport;
+use super::pooled::{self, Pooled, Standing};
 use super::ring::Ring;
 use super::supervisor::{cleanup, finished_state, SpawnChannel};
 use super::wire::{self, Frame, Reply, Request, Target};
@@ -148,6 +149,8 @@ pub struct Server {
     main_attached: bool,
     /// The child refilling the warm pool, until it is reaped.
     refill: Option<Pid>,
+    /// A shell entry's container, until it is claimed.
+    pooled: Option<Pooled>,
 }
 
 fn key(t: &Target) -> u32 {
@@ -209,6 +212,37 @@ impl Server {
             spawn: None,
             main_attached: false,
             refill: None,
+            pooled: None,
+        }
+    }
+
+    /// Serve a shell entry's container, which waits in the warm pool to be
+    /// claimed (see [`pooled`]).
+    pub fn pooled(
+        mut self,
+        state: crate::state::StateDir,
+        entry: crate::pool::PoolEntry,
+        idle: Duration,
+    ) -> Server {
+        self.pooled = Some(Pooled::new(state, entry, idle));
+        self
+    }
+
+    /// Follow a pooled container to its claim. False once it is gone from
+    /// the pool unclaimed: there is nothing left to serve.
+    fn follow_claim(&mut self) -> bool {
+        let Some(p) = &self.pooled else {
+            return true;
+        };
+        match p.standing() {
+            Standing::Waiting => true,
+            Standing::Claimed(dir) => {
+                tracing::debug!(container = %p.id(), "claimed from the warm pool");
+                self.dir = dir;
+                self.pooled = None;
+                true
+            }
+            Standing::Gone => false,
         }
     }
 
@@ -248,7 +282,20 @@ impl Server {
             // containers must not cost a thousand wake-ups four times a
             // second. The long cap is only a safety net.
             let mut max_wait = IDLE_WAIT;
+            if self.pooled.is_some() {
+                if !self.follow_claim() {
+                    return 1;
+                }
+                max_wait = max_wait.min(pooled::CLAIM_CHECK);
+            }
             if self.sessions.get(&0).is_some_and(Session::done) {
+                // Exited in the pool: nobody has it, nobody needs its exit.
+                if self.pooled.as_ref().is_some_and(Pooled::remove_unclaimed) {
+                    return 1;
+                }
+                if !self.follow_claim() {
+                    return 1;
+                }
                 max_wait = DONE_WAIT;
                 let since = *main_done_at.get_or_insert_with(Instant::now);
                 // A foreground caller that has not attached yet gets a moment to do so.

@@ -125,8 +125,15 @@ fn run_warm(args: WarmArgs) -> i32 {
     if crate::rootfs::rw::create(&dir, None, &entry.id_map).is_err() {
         return 1;
     }
-    let Ok(claims) = channel::listen(&dir.dir.join("claim.sock")) else {
-        return 1;
+    // A shell entry's config was written with the entry: it starts now and
+    // is claimed by renaming alone, without a claim socket.
+    let shell = pool::shell_config(&dir.dir);
+    let claims = match shell {
+        Some(_) => None,
+        None => match channel::listen(&dir.dir.join("claim.sock")) {
+            Ok(l) => Some(l),
+            Err(_) => return 1,
+        },
     };
     // The rootfs of the pool's image is built now, while parked: a claim
     // for that image (the only one it takes) has nothing left to mount.
@@ -136,6 +143,12 @@ fn run_warm(args: WarmArgs) -> i32 {
     let rootfs = rootfs_spec(&dir, entry.layers.clone());
     let Ok(prepared) = Prepared::new(&dir, cgroup, &entry.id_map, Some(rootfs)) else {
         return 1;
+    };
+    let (Some(claims), None) = (claims, &shell) else {
+        return match shell {
+            Some(config) => run_shell_entry(prepared, dir, config, state, entry, args.idle),
+            None => 1,
+        };
     };
     if std::fs::write(dir.dir.join("ready"), b"").is_err() {
         prepared.kill();
@@ -148,6 +161,47 @@ fn run_warm(args: WarmArgs) -> i32 {
             1
         }
     }
+}
+
+/// A shell entry: start its container now, then serve it as any other
+/// while it waits in the pool. The claimer renames the directory and sets
+/// the limits; the server notices the rename (see [`Server::pooled`]).
+fn run_shell_entry(
+    mut prepared: Prepared,
+    dir: ContainerDir,
+    config: ContainerConfig,
+    state: StateDir,
+    entry: pool::PoolEntry,
+    idle: std::time::Duration,
+) -> i32 {
+    let plan = init_plan(&config, None, StdioPlan::Tty);
+    let master = match start_command(&mut prepared, plan, Vec::new()) {
+        Ok(m) => m,
+        Err((error, _)) => {
+            tracing::warn!(entry = %entry.id, %error, "a shell entry did not start");
+            prepared.kill();
+            return 1;
+        }
+    };
+    let running = running_state(&prepared);
+    if dir.write_state(&running).is_err() || std::fs::write(dir.dir.join("ready"), b"").is_err() {
+        prepared.kill();
+        return 1;
+    }
+    redirect_stdio_to_null();
+    let main = Session::new(prepared.pid, master, config.tty);
+    let ns_fds = std::mem::take(&mut prepared.ns_fds);
+    Server::new(
+        dir,
+        config,
+        prepared.cgroup,
+        prepared.listener,
+        main,
+        ns_fds,
+        running,
+    )
+    .pooled(state, entry, idle)
+    .run()
 }
 
 /// Wait for a claimer. Every second, and after `idle`, check that we are
@@ -430,14 +484,18 @@ fn refill_pool(r: &Refill) {
     let Ok(state) = StateDir::open(&r.state_root) else {
         return;
     };
-    let idle = std::time::Duration::from_secs(r.idle_secs);
     // Dropping a Child neither kills nor waits for it.
     drop(pool::spawn(
         &state,
-        r.cgroup_parent.as_deref(),
-        idle,
-        r.target,
-        &r.layers,
+        &pool::Refill {
+            cgroup_parent: r.cgroup_parent.as_deref(),
+            idle: std::time::Duration::from_secs(r.idle_secs),
+            layers: &r.layers,
+            target: r.target,
+            at_most: r.target,
+            shell: None,
+            keep_going: &|| true,
+        },
     ));
 }
 
@@ -477,7 +535,30 @@ fn claim_and_start(
             .map_err(|e| setup_err(format!("pipe: {e}")))?;
         (StdioPlan::Pipe, vec![w], Some(r))
     };
-    let plan = InitPlan {
+    let plan = init_plan(&config, rootfs, stdio);
+    // The veth goes into the container's namespace before the container is
+    // told to go, so that eth0 is there when it configures it.
+    if let Some(net) = &config.network {
+        network::host::attach(net, prepared.pid.as_raw())
+            .map_err(|e| setup_err(format!("attaching the network: {e}")))?;
+    }
+    let master = start_command(prepared, plan, fds)?;
+    let state = running_state(prepared);
+    dir.write_state(&state)
+        .map_err(|e| setup_err(e.to_string()))?;
+    let ns_fds = std::mem::take(&mut prepared.ns_fds);
+    Ok((
+        dir,
+        config,
+        master.or(output_read),
+        state,
+        ns_fds,
+        refilling,
+    ))
+}
+
+fn init_plan(config: &ContainerConfig, rootfs: Option<RootfsSpec>, stdio: StdioPlan) -> InitPlan {
+    InitPlan {
         cmd: config.cmd.clone(),
         env: config.env.clone(),
         hostname: config.hostname.clone(),
@@ -490,18 +571,22 @@ fn claim_and_start(
             prefix: n.prefix,
             gateway: n.gateway,
         }),
-    };
-    // The veth goes into the container's namespace before the container is
-    // told to go, so that eth0 is there when it configures it.
-    if let Some(net) = &config.network {
-        network::host::attach(net, prepared.pid.as_raw())
-            .map_err(|e| setup_err(format!("attaching the network: {e}")))?;
     }
+}
+
+/// Tell the parked container process to become the container (`fds` ride
+/// along, see [`ToChild::Go`]) and wait until its command runs. Returns the
+/// terminal's master with a tty; an error with the exit code to report.
+fn start_command(
+    prepared: &mut Prepared,
+    plan: InitPlan,
+    fds: Vec<OwnedFd>,
+) -> Result<Option<OwnedFd>, (String, i32)> {
     let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
     prepared
         .chan
         .send_with_fds(&ToChild::Go(plan), &raw)
-        .map_err(|e| setup_err(format!("starting the container: {e}")))?;
+        .map_err(|e| (format!("starting the container: {e}"), 125))?;
     drop(fds);
     let mut master = None;
     loop {
@@ -519,11 +604,15 @@ fn claim_and_start(
                     125,
                 ))
             }
-            Err(_) => break, // closed on exec: the command runs
+            Err(_) => return Ok(master), // closed on exec: the command runs
         }
     }
+}
+
+/// The state of a container whose command has just started.
+fn running_state(prepared: &Prepared) -> RuntimeState {
     let host_pid = prepared.pid.as_raw();
-    let state = RuntimeState {
+    RuntimeState {
         supervisor_pid: Some(std::process::id()),
         supervisor_start: process_start_time(std::process::id() as i32),
         host_pid: Some(host_pid as u32),
@@ -531,18 +620,7 @@ fn claim_and_start(
         running: true,
         namespaces: prepared.ns.clone(),
         ..Default::default()
-    };
-    dir.write_state(&state)
-        .map_err(|e| setup_err(e.to_string()))?;
-    let ns_fds = std::mem::take(&mut prepared.ns_fds);
-    Ok((
-        dir,
-        config,
-        master.or(output_read),
-        state,
-        ns_fds,
-        refilling,
-    ))
+    }
 }
 
 fn exec_code(msg: &str) -> i32 {

@@ -184,3 +184,82 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Terminal output read so far, and how far the test has looked at it.
+#[derive(Default)]
+pub struct Screen {
+    text: String,
+    looked: usize,
+}
+
+impl Screen {
+    /// Read from `client` until `want` appears after what was already matched.
+    pub fn wait(&mut self, client: &mut runtime::process::client::Client, want: &str) -> String {
+        use runtime::process::wire::{Frame, Reply};
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(at) = self.text[self.looked..].find(want) {
+                let seen = self.text[self.looked..self.looked + at + want.len()].to_string();
+                self.looked += at + want.len();
+                return seen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never saw {want:?}; got {:?}",
+                &self.text[self.looked..]
+            );
+            let frame = client.next_frame();
+            let Ok(frame) = frame else {
+                panic!(
+                    "no {want:?} in time ({frame:?}); got {:?}",
+                    &self.text[self.looked..]
+                )
+            };
+            match frame {
+                Frame::Output { data, .. } => self.text.push_str(&String::from_utf8_lossy(&data)),
+                Frame::Control(Reply::Exit { code }) => {
+                    panic!("exited with {code} before {want:?}: {:?}", self.text)
+                }
+                Frame::Control(Reply::Error { message }) => panic!("supervisor error: {message}"),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Ids of the warm containers in the pool, ready or being prepared.
+pub fn pool_ids(env: &Env) -> Vec<String> {
+    pool_list(env).into_iter().map(|(id, _)| id).collect()
+}
+
+/// Ids of the warm containers ready to be claimed.
+pub fn ready_pool_ids(env: &Env) -> Vec<String> {
+    pool_list(env)
+        .into_iter()
+        .filter(|(_, state)| state == "ready")
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// `gbx pool ls`: (id, state) of each entry.
+pub fn pool_list(env: &Env) -> Vec<(String, String)> {
+    pool_entries(env)
+        .into_iter()
+        .map(|(id, _, state)| (id, state))
+        .collect()
+}
+
+/// `gbx pool ls`: (id, kind, state) of each entry.
+pub fn pool_entries(env: &Env) -> Vec<(String, String, String)> {
+    env.ok(&["pool", "ls"])
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut words = l.split_whitespace().map(str::to_string);
+            Some((words.next()?, words.next()?, words.next()?))
+        })
+        .collect()
+}

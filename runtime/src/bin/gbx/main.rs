@@ -43,6 +43,11 @@ struct Cli {
         global = true
     )]
     warm_image: String,
+    /// Warm containers of the warm image to keep running its shell on a
+    /// terminal, for a detached create that asks for nothing but limits
+    /// (`gbx run -dit IMAGE`). `gbx pool fill` makes them.
+    #[arg(long, env = "GLASSBOX_SHELL_POOL", default_value_t = 0, global = true)]
+    shell_pool: usize,
     /// Let containers ask for `--network egress` (NAT through a host bridge,
     /// with a deny-list). Off by default: an operator's decision, as it
     /// turns on IPv4 forwarding on the host.
@@ -257,6 +262,8 @@ fn run(cli: Cli) -> Result<i32> {
         warm_pool: cli.warm_pool,
         warm_idle: std::time::Duration::from_secs(cli.warm_idle_secs),
         warm_image: cli.warm_image.clone(),
+        shell_pool: cli.shell_pool,
+        refill_on_claim: true,
         egress,
     })
     .with_context(|| format!("opening state dir {}", cli.state_dir.display()))?;
@@ -384,8 +391,8 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Pool(PoolCommand::Ls) => {
             println!(
-                "{:<16}  {:<9}  {:>14}  CGROUP",
-                "ID", "STATE", "SUPERVISOR PID"
+                "{:<16}  {:<6}  {:<9}  {:>14}  CGROUP",
+                "ID", "KIND", "STATE", "SUPERVISOR PID"
             );
             for e in rt.pool_entries() {
                 let pid = e
@@ -397,7 +404,15 @@ fn run(cli: Cli) -> Result<i32> {
                 } else {
                     "preparing"
                 };
-                println!("{:<16}  {:<9}  {:>14}  {}", e.id, state, pid, e.cgroup.path);
+                let kind = if rt.pool_entry_runs_shell(&e) {
+                    "shell"
+                } else {
+                    "parked"
+                };
+                println!(
+                    "{:<16}  {:<6}  {:<9}  {:>14}  {}",
+                    e.id, kind, state, pid, e.cgroup.path
+                );
             }
             Ok(0)
         }
@@ -463,7 +478,11 @@ fn run_container(rt: &Runtime, args: RunArgs) -> Result<i32> {
         return Ok(client::attach_main(&socket, args.interactive && stdin_tty)?);
     }
     let id = started.info.id.clone();
-    Ok(started.supervisor.wait_exit_forwarding(|sig| {
+    // Only a detached create takes a container running already.
+    let supervisor = started
+        .supervisor
+        .context("the container was started without a handle to wait on")?;
+    Ok(supervisor.wait_exit_forwarding(|sig| {
         let _ = rt.kill(&id, sig);
     })?)
 }
