@@ -187,6 +187,9 @@ fn main() {
         let mut s = Server::start(move |c| {
             c.cgroup_parent = Some(p);
             c.warm_pool = warm_pool;
+            // Running shells would be claimed by these creates and refilled
+            // between them: these figures are of the sandboxes themselves.
+            c.shell_pool = 0;
             c.sessions.containers_per_session = parallel as u32 + 1;
             c.limits.default_memory_bytes = 64 << 20;
             c.limits.default_disk_bytes = 16 << 20;

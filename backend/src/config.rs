@@ -46,6 +46,10 @@ pub struct Args {
     /// Warm containers kept ready for fast starts (0 turns the pool off).
     #[arg(long, env = "GLASSBOX_WARM_POOL")]
     pub warm_pool: Option<usize>,
+    /// Sandboxes kept running their shell already, for creates that ask for
+    /// nothing but limits: the prompt is there at once (0 turns them off).
+    #[arg(long, env = "GLASSBOX_SHELL_POOL")]
+    pub shell_pool: Option<usize>,
     /// Origins allowed to open WebSockets and use the cookie (repeatable);
     /// none means the page's own origin only.
     #[arg(
@@ -120,6 +124,10 @@ pub struct Config {
     /// Warm containers kept ready, so that a create skips the slow kernel
     /// work (namespaces, cgroup moves); see the runtime's `pool` module.
     pub warm_pool: usize,
+    /// Containers of the default image kept running its shell already, for
+    /// creates with nothing but limits (the page's default sandbox); see
+    /// the runtime's `pool` module. Size it for the bursts you expect.
+    pub shell_pool: usize,
     /// `scheme://host[:port]` entries; empty: same origin as the request's `Host`.
     pub allowed_origins: Vec<String>,
     pub secure_cookie: bool,
@@ -260,6 +268,7 @@ impl Default for Config {
             state_dir: PathBuf::from(runtime::state::DEFAULT_STATE_DIR),
             cgroup_parent: None,
             warm_pool: 4,
+            shell_pool: 8,
             allowed_origins: Vec::new(),
             secure_cookie: false,
             trusted_proxies: Vec::new(),
@@ -359,6 +368,9 @@ impl Config {
         }
         if let Some(v) = args.warm_pool {
             config.warm_pool = v;
+        }
+        if let Some(v) = args.shell_pool {
+            config.shell_pool = v;
         }
         if !args.allowed_origins.is_empty() {
             config.allowed_origins = args.allowed_origins;

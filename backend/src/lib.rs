@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod ratelimit;
 pub mod reconcile;
+pub mod refill;
 pub mod routes;
 pub mod sessions;
 pub mod state;
@@ -126,8 +127,12 @@ impl ServerHandle {
                 "leaving containers running for the next start"
             );
         }
-        let runtime = self.state.runtime.clone();
-        let _ = tokio::task::spawn_blocking(move || runtime.drain_pool()).await;
+        let (runtime, refill) = (self.state.runtime.clone(), self.state.pool_refill.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            refill.stop();
+            runtime.drain_pool()
+        })
+        .await;
     }
 }
 
@@ -149,6 +154,7 @@ impl Drop for ServerHandle {
                 let _ = self.state.runtime.remove(&entry.id, true);
             }
         }
+        self.state.pool_refill.stop();
         let _ = self.state.runtime.drain_pool();
     }
 }
@@ -176,6 +182,9 @@ pub async fn serve(config: Config) -> Result<(SocketAddr, ServerHandle), ServeEr
     let mut opts = RuntimeOptions::new(config.state_dir.clone());
     opts.cgroup_parent = config.cgroup_parent.clone();
     opts.warm_pool = config.warm_pool;
+    opts.shell_pool = config.shell_pool;
+    // The server refills in the pauses between creates (`monitor`).
+    opts.refill_on_claim = false;
     opts.egress = config.network.egress_options()?;
     let db_path = config.state_dir.join("glassbox.db");
     let (runtime, db, loaded) = tokio::task::spawn_blocking(move || -> Result<_, ServeError> {

@@ -1,5 +1,6 @@
 //! Background work: the stats sampler that feeds `/api/v1/events`, the
-//! per-container exit watcher, and the reaper of expired sessions.
+//! per-container exit watcher, the reaper of expired sessions and the warm
+//! pool's refiller.
 //!
 //! The sampler reads each watched container's cgroup once per tick, however
 //! many sockets watch it, and publishes the snapshot through a `watch`
@@ -26,6 +27,7 @@ pub fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
         tokio::spawn(sampler(Arc::clone(state))),
         tokio::spawn(reaper(Arc::clone(state))),
         tokio::spawn(rate_pruner(Arc::clone(state))),
+        tokio::spawn(crate::refill::refiller(Arc::clone(state))),
     ]
 }
 

@@ -35,6 +35,8 @@ pub struct Shared {
     pub create_gate: Semaphore,
     /// How fast each client may create sessions, containers and sockets.
     pub rate: RateLimits,
+    /// When the warm pool is refilled.
+    pub pool_refill: Arc<crate::refill::PoolRefill>,
 }
 
 impl Shared {
@@ -45,6 +47,7 @@ impl Shared {
             closing: watch::channel(Closing::No).0,
             create_gate: Semaphore::new(config.capacity.parallel_creates as usize),
             rate: RateLimits::new(&config.rate),
+            pool_refill: Default::default(),
             runtime: Arc::new(runtime),
             config,
         }

@@ -34,6 +34,11 @@ macro_rules! crash {
     ($f:ident, $step:literal, $outcome:ident) => {
         (concat!($step), || Box::pin($f($step, Outcome::$outcome)))
     };
+    (shell $step:literal, $outcome:ident) => {
+        (concat!($step, " (a running shell entry)"), || {
+            Box::pin(crash_create_in(true, $step, Outcome::$outcome))
+        })
+    };
 }
 
 fn main() {
@@ -57,6 +62,11 @@ fn main() {
         crash!(crash_create, "create.started", Gone),
         crash!(crash_create, "create.runtime_done", Gone),
         crash!(crash_create, "create.recorded", Adopted),
+        crash!(shell "create.claimed", Gone),
+        crash!(shell "create.config_written", Gone),
+        crash!(shell "create.rw_mounted", Gone),
+        crash!(shell "create.started", Gone),
+        crash!(shell "create.recorded", Adopted),
         crash!(crash_delete, "delete.requested", Adopted),
         crash!(crash_delete, "delete.marked", Gone),
         crash!(crash_delete, "delete.killed", Gone),
@@ -97,11 +107,13 @@ impl Dir {
     }
 
     /// Start the server (port 0: any); `env` adds settings such as a crash switch.
-    async fn launch(&self, port: u16, warm: usize, env: &[(&str, &str)]) -> Proc {
+    /// `pool`: (parked, shell) warm entries to keep.
+    async fn launch(&self, port: u16, pool: (usize, usize), env: &[(&str, &str)]) -> Proc {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_glassbox"));
         cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--state-dir"])
             .arg(self.path())
-            .args(["--warm-pool", &warm.to_string()])
+            .args(["--warm-pool", &pool.0.to_string()])
+            .args(["--shell-pool", &pool.1.to_string()])
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -391,7 +403,7 @@ async fn shell_answers(p: &Proc, token: &str, id: &str) -> String {
 
 async fn kill9_mid_session() {
     let dir = Dir::new();
-    let mut p = dir.launch(0, 0, &[]).await;
+    let mut p = dir.launch(0, (0, 0), &[]).await;
     let port = p.addr.port();
     let token = p.session().await;
     let id = p.create(&token).await;
@@ -414,7 +426,7 @@ async fn kill9_mid_session() {
     drop(tty);
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let p = dir.launch(port, 0, &[]).await;
+    let p = dir.launch(port, (0, 0), &[]).await;
     assert_eq!(p.addr.port(), port, "same port");
     let (status, _) = p.get(&token, "/api/v1/sessions/current").await;
     assert_eq!(status, 200, "the session token still works");
@@ -444,7 +456,7 @@ async fn kill9_mid_session() {
 
 async fn sigterm_modes() {
     let dir = Dir::new();
-    let mut p = dir.launch(0, 1, &[]).await;
+    let mut p = dir.launch(0, (1, 0), &[]).await;
     let port = p.addr.port();
     let token = p.session().await;
     let id = p.create(&token).await;
@@ -460,7 +472,9 @@ async fn sigterm_modes() {
         "the container's supervisor stays, the warm pool is drained"
     );
 
-    let mut p = dir.launch(port, 0, &[("GLASSBOX_SHUTDOWN", "stop")]).await;
+    let mut p = dir
+        .launch(port, (0, 0), &[("GLASSBOX_SHUTDOWN", "stop")])
+        .await;
     assert_eq!(
         shell_answers(&p, &token, &id).await,
         shell,
@@ -473,7 +487,7 @@ async fn sigterm_modes() {
     assert!(p.wait_exit(T).await, "SIGTERM stops the server");
     dir.assert_only(&[], std::slice::from_ref(&id));
 
-    let p = dir.launch(port, 0, &[]).await;
+    let p = dir.launch(port, (0, 0), &[]).await;
     let (status, _) = p.get(&token, "/api/v1/sessions/current").await;
     assert_eq!(status, 401, "a stopped server ended its sessions");
 }
@@ -506,12 +520,20 @@ async fn check_outcome(dir: &Dir, p: &Proc, token: &str, before: &[String], want
 }
 
 async fn crash_create(step: &'static str, want: Outcome) {
+    crash_create_in(false, step, want).await
+}
+
+/// Crash at `step` of a create: a cold one, a parked warm one (at
+/// `create.claimed`), or with `shell`, one that claims a running shell
+/// entry (it has its RW layer and supervisor from the start).
+async fn crash_create_in(shell: bool, step: &'static str, want: Outcome) {
     let dir = Dir::new();
-    let warm = usize::from(step == "create.claimed");
-    let mut p = dir.launch(0, warm, &[("GLASSBOX_CRASH_AT", step)]).await;
+    let warm = usize::from(step == "create.claimed" && !shell);
+    let pool = (warm, usize::from(shell));
+    let mut p = dir.launch(0, pool, &[("GLASSBOX_CRASH_AT", step)]).await;
     let port = p.addr.port();
     let token = p.session().await;
-    if warm > 0 {
+    if pool != (0, 0) {
         let ready = common::eventually(T, || {
             runtime::pool::entries(&runtime::state::StateDir::open(dir.path()).expect("state"))
                 .iter()
@@ -548,32 +570,39 @@ async fn crash_create(step: &'static str, want: Outcome) {
         "create.cgroup_made",
         "create.config_written",
     ];
-    assert_eq!(mounted, !mounted_from.contains(&step), "RW layer at {step}");
+    assert_eq!(
+        mounted,
+        shell || !mounted_from.contains(&step),
+        "RW layer at {step}"
+    );
     let supervised = !dir.supervisors().is_empty();
     assert_eq!(
         supervised,
-        [
-            "create.claimed",
-            "create.started",
-            "create.runtime_done",
-            "create.recorded"
-        ]
-        .contains(&step),
+        shell
+            || [
+                "create.claimed",
+                "create.started",
+                "create.runtime_done",
+                "create.recorded"
+            ]
+            .contains(&step),
         "supervisor at {step}"
     );
-    let p = dir.launch(port, 0, &[]).await;
+    let p = dir.launch(port, (0, 0), &[]).await;
     check_outcome(&dir, &p, &token, &before, want).await;
 }
 
 async fn crash_delete(step: &'static str, want: Outcome) {
     let dir = Dir::new();
-    let mut p = dir.launch(0, 0, &[]).await;
+    let mut p = dir.launch(0, (0, 0), &[]).await;
     let port = p.addr.port();
     let token = p.session().await;
     let id = p.create(&token).await;
     p.signal(nix::sys::signal::Signal::SIGKILL);
     assert!(p.wait_exit(T).await);
-    let mut p = dir.launch(port, 0, &[("GLASSBOX_CRASH_AT", step)]).await;
+    let mut p = dir
+        .launch(port, (0, 0), &[("GLASSBOX_CRASH_AT", step)])
+        .await;
     let answer = p
         .send(
             reqwest::Method::DELETE,
@@ -583,14 +612,14 @@ async fn crash_delete(step: &'static str, want: Outcome) {
         .await;
     assert_eq!(answer, None, "the server dies at {step}");
     assert!(p.wait_exit(T).await, "the server dies at {step}");
-    let p = dir.launch(port, 0, &[]).await;
+    let p = dir.launch(port, (0, 0), &[]).await;
     check_outcome(&dir, &p, &token, &[id], want).await;
 }
 
 async fn expired_while_down() {
     let dir = Dir::new();
     let idle = [("GLASSBOX_IDLE_TIMEOUT", "3")];
-    let mut p = dir.launch(0, 0, &idle).await;
+    let mut p = dir.launch(0, (0, 0), &idle).await;
     let port = p.addr.port();
     let token = p.session().await;
     let id = p.create(&token).await;
@@ -603,7 +632,7 @@ async fn expired_while_down() {
     );
     // The idle clock runs on while the server is down.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let p = dir.launch(port, 0, &idle).await;
+    let p = dir.launch(port, (0, 0), &idle).await;
     let (status, _) = p.get(&token, "/api/v1/sessions/current").await;
     assert_eq!(status, 401, "the session expired while the server was down");
     dir.assert_only(&[], std::slice::from_ref(&id));

@@ -136,6 +136,7 @@ async fn create_in(
     let reservation = state
         .sessions
         .reserve(&session, limits.memory_bytes.unwrap_or(0))?;
+    state.pool_refill.note_create();
     let _permit = state
         .create_gate
         .acquire()

@@ -135,6 +135,10 @@ impl Server {
             ..Config::default()
         };
         config.sessions.reap_interval_ms = 100;
+        // A small pool of running shells: creates with nothing but limits
+        // take one when it is ready (as in production), cold otherwise,
+        // and a test's server starts without making eight of them.
+        config.shell_pool = 2;
         // Every test client is 127.0.0.1: rates are lifted unless a test
         // sets them (bursts and refills both: a 10,000-cycle soak or a
         // 1,000-sandbox fleet goes far past any burst).
