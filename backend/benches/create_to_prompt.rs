@@ -3,8 +3,9 @@
 //!
 //! GLASSBOX_BENCH_ITERS (default 30) sequential runs; GLASSBOX_BENCH_CONCURRENCY
 //! (default 50) creates at once, GLASSBOX_BENCH_ROUNDS (default 2) times.
-//! GLASSBOX_WARM_POOL sets the server's warm pool (default: the server's
-//! default); each round starts once the pool is full again.
+//! GLASSBOX_SHELL_POOL and GLASSBOX_WARM_POOL set the server's pool of
+//! running shells and of parked entries (default: the server's defaults);
+//! each run and each round starts once the pool is full and ready again.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -64,14 +65,17 @@ fn report(label: &str, first: &mut [Duration], prompt: &mut [Duration]) {
     );
 }
 
-/// Wait (up to 60 s) until the runtime's warm pool holds `n` ready entries.
-async fn pool_full(s: &Server, n: usize) {
+/// Wait (up to 60 s) until the runtime's warm pool is full and every entry ready.
+async fn pool_full(s: &Server) {
     let Some(handle) = s.handle.as_ref() else {
         return;
     };
     let rt = handle.state.runtime.clone();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while rt.pool_entries().len() < n && Instant::now() < deadline {
+    let unready = |rt: &runtime::Runtime| {
+        rt.pool_short() || rt.pool_entries().iter().any(|e| !rt.pool_entry_ready(e))
+    };
+    while unready(&rt) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -82,10 +86,9 @@ fn main() {
     let iters = env("GLASSBOX_BENCH_ITERS", 30);
     let conc = env("GLASSBOX_BENCH_CONCURRENCY", 50);
     let rounds = env("GLASSBOX_BENCH_ROUNDS", 2);
-    let warm_pool = env(
-        "GLASSBOX_WARM_POOL",
-        backend::config::Config::default().warm_pool,
-    );
+    let defaults = backend::config::Config::default();
+    let warm_pool = env("GLASSBOX_WARM_POOL", defaults.warm_pool);
+    let shell_pool = env("GLASSBOX_SHELL_POOL", defaults.shell_pool);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -97,9 +100,10 @@ fn main() {
             c.limits.default_memory_bytes = 64 << 20;
             c.limits.default_disk_bytes = 16 << 20;
             c.warm_pool = warm_pool;
+            c.shell_pool = shell_pool;
         })
         .await;
-        println!("warm pool: {warm_pool}");
+        println!("pool: {shell_pool} running shells, {warm_pool} parked");
         let token = s.session().await;
         // Warm up (image, page cache).
         for _ in 0..3 {
@@ -108,7 +112,7 @@ fn main() {
         }
         let (mut first, mut prompt) = (Vec::new(), Vec::new());
         for _ in 0..iters {
-            pool_full(&s, warm_pool.min(1)).await;
+            pool_full(&s).await;
             let (f, p, id) = one(&s, &token).await;
             first.push(f);
             prompt.push(p);
@@ -116,10 +120,15 @@ fn main() {
         }
         report("1 at a time", &mut first, &mut prompt);
         let (mut first, mut prompt) = (Vec::new(), Vec::new());
+        let mut cpu_ms = 0.0;
         for _ in 0..rounds {
-            pool_full(&s, warm_pool).await;
+            pool_full(&s).await;
+            support::quiet_host(Duration::from_secs(30)).await;
+            let (busy0, _) = support::host_cpu();
             let runs = (0..conc).map(|_| one(&s, &token));
             let results = futures_util::future::join_all(runs).await;
+            let (busy1, _) = support::host_cpu();
+            cpu_ms += (busy1 - busy0) as f64 * 1000.0 / support::clock_ticks();
             for (f, p, id) in results {
                 first.push(f);
                 prompt.push(p);
@@ -127,6 +136,11 @@ fn main() {
             }
         }
         report(&format!("{conc} concurrent"), &mut first, &mut prompt);
+        println!(
+            "{:<28} host CPU per create {:.2} ms (all processes, the client included)",
+            "",
+            cpu_ms / (rounds * conc).max(1) as f64
+        );
         s.stop().await;
     });
 }

@@ -170,7 +170,7 @@ pub fn cpu_secs(pid: i32) -> f64 {
     ticks as f64 / clock_ticks()
 }
 
-fn clock_ticks() -> f64 {
+pub fn clock_ticks() -> f64 {
     match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
         Ok(Some(t)) if t > 0 => t as f64,
         _ => 100.0,
@@ -192,6 +192,23 @@ pub fn host_cpu() -> (u64, u64) {
     // idle + iowait are not busy.
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
     (total - idle, total)
+}
+
+/// Wait (up to `limit`) until the host has been nearly idle (under 5 % of
+/// its CPUs) for a quarter of a second. Deleting containers leaves the
+/// kernel work behind (network namespaces are torn down by a kernel
+/// worker, for a second or more after 50 deletes): a round that starts
+/// during it measures that work, not ours.
+pub async fn quiet_host(limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        let (b0, t0) = host_cpu();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (b1, t1) = host_cpu();
+        if (b1 - b0) * 20 < (t1 - t0).max(1) {
+            return;
+        }
+    }
 }
 
 /// The figures a leak would move.
