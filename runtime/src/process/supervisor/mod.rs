@@ -23,6 +23,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
+mod warm;
+
+pub use warm::connect_claim;
+
 pub type SpawnChannel = Channel<SpawnReport, Claim>;
 
 /// How long the supervisor waits for a handshake message (the container
@@ -34,7 +38,7 @@ const HANDSHAKE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Run as a supervisor. `args` follow the supervisor marker:
 /// `cold <container dir>` (spawned for one container, channel on fd 3) or
-/// `warm <state root> <cgroup parent|-> <idle secs>` (a pool entry). Never returns.
+/// `warm <entry dir> <idle secs>` (a pool entry, see [`warm`]). Never returns.
 pub fn main(args: Vec<OsString>) -> ! {
     let mode = args.first().and_then(|m| m.to_str()).unwrap_or("");
     // Whatever our spawner inherited without CLOEXEC (a build tool's
@@ -44,7 +48,7 @@ pub fn main(args: Vec<OsString>) -> ! {
     let code = match (mode, &args[1.min(args.len())..]) {
         ("cold", [dir]) => run_cold(PathBuf::from(dir)),
         ("warm", rest) => match WarmArgs::parse(rest) {
-            Some(w) => run_warm(w),
+            Some(w) => warm::run_warm(w),
             None => 2,
         },
         _ => 2,
@@ -94,170 +98,6 @@ fn run_cold(dir: PathBuf) -> i32 {
         }
     };
     become_container(prepared, spawn)
-}
-
-/// A warm container's supervisor. Its entry (directory, cgroup, `pool.json`)
-/// was made by whoever spawned it, under the state lock, so that a drain
-/// always knows everything an entry holds.
-fn run_warm(args: WarmArgs) -> i32 {
-    let dir = ContainerDir {
-        dir: args.entry.clone(),
-    };
-    let Some(state) = args
-        .entry
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|root| StateDir {
-            root: root.to_path_buf(),
-        })
-    else {
-        return 1;
-    };
-    let entry: pool::PoolEntry = match crate::state::read_json(&dir.dir.join("pool.json")) {
-        Ok(e) => e,
-        Err(_) => return 1,
-    };
-    let cgroup = Cgroup::open(&entry.cgroup);
-    // Whatever fails, the entry stays for take() or drain() to remove; we
-    // only undo what they cannot see: our container process.
-    // The RW layer is mounted before the clone so that the container's mount
-    // namespace has it; the claim only resizes it.
-    if crate::rootfs::rw::create(&dir, None, &entry.id_map).is_err() {
-        return 1;
-    }
-    // A shell entry's config was written with the entry: it starts now and
-    // is claimed by renaming alone, without a claim socket.
-    let shell = pool::shell_config(&dir.dir);
-    let claims = match shell {
-        Some(_) => None,
-        None => match channel::listen(&dir.dir.join("claim.sock")) {
-            Ok(l) => Some(l),
-            Err(_) => return 1,
-        },
-    };
-    // The rootfs of the pool's image is built now, while parked: a claim
-    // for that image (the only one it takes) has nothing left to mount.
-    if std::fs::create_dir(dir.rootfs()).is_err() {
-        return 1;
-    }
-    let rootfs = rootfs_spec(&dir, entry.layers.clone());
-    let Ok(prepared) = Prepared::new(&dir, cgroup, &entry.id_map, Some(rootfs)) else {
-        return 1;
-    };
-    let (Some(claims), None) = (claims, &shell) else {
-        return match shell {
-            Some(config) => run_shell_entry(prepared, dir, config, state, entry, args.idle),
-            None => 1,
-        };
-    };
-    if std::fs::write(dir.dir.join("ready"), b"").is_err() {
-        prepared.kill();
-        return 1;
-    }
-    match wait_for_claim(&claims, &state, &entry, args.idle) {
-        Some(chan) => become_container(prepared, chan),
-        None => {
-            prepared.kill();
-            1
-        }
-    }
-}
-
-/// A shell entry: start its container now, then serve it as any other
-/// while it waits in the pool. The claimer renames the directory and sets
-/// the limits; the server notices the rename (see [`Server::pooled`]).
-fn run_shell_entry(
-    mut prepared: Prepared,
-    dir: ContainerDir,
-    config: ContainerConfig,
-    state: StateDir,
-    entry: pool::PoolEntry,
-    idle: std::time::Duration,
-) -> i32 {
-    let plan = init_plan(&config, None, StdioPlan::Tty);
-    let master = match start_command(&mut prepared, plan, Vec::new()) {
-        Ok(m) => m,
-        Err((error, _)) => {
-            tracing::warn!(entry = %entry.id, %error, "a shell entry did not start");
-            prepared.kill();
-            return 1;
-        }
-    };
-    let running = running_state(&prepared);
-    if dir.write_state(&running).is_err() || std::fs::write(dir.dir.join("ready"), b"").is_err() {
-        prepared.kill();
-        return 1;
-    }
-    redirect_stdio_to_null();
-    let main = Session::new(prepared.pid, master, config.tty);
-    let ns_fds = std::mem::take(&mut prepared.ns_fds);
-    Server::new(
-        dir,
-        config,
-        prepared.cgroup,
-        prepared.listener,
-        main,
-        ns_fds,
-        running,
-    )
-    .pooled(state, entry, idle)
-    .run()
-}
-
-/// Wait for a claimer. Every second, and after `idle`, check that we are
-/// still wanted: an entry that was drained or whose state dir went away
-/// ends here, and an idle one removes itself, unless a claim is already
-/// under way (the directory was renamed to `containers/<id>`).
-fn wait_for_claim(
-    listener: &OwnedFd,
-    state: &StateDir,
-    entry: &pool::PoolEntry,
-    idle: std::time::Duration,
-) -> Option<SpawnChannel> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let deadline = std::time::Instant::now() + idle;
-    let pooled = pool::entry_dir(state, &entry.id);
-    let claimed = state.container(&entry.id).dir;
-    loop {
-        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, PollTimeout::from(1000u16));
-        if fds[0]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLIN))
-        {
-            if let Ok(chan) = channel::accept(listener) {
-                return Some(chan);
-            }
-        }
-        if !pooled.exists() {
-            // Claimed (a connection is coming) or removed.
-            return if claimed.exists() {
-                accept_within(listener, std::time::Duration::from_secs(10))
-            } else {
-                None
-            };
-        }
-        if std::time::Instant::now() >= deadline {
-            let _lock = state.lock().ok()?;
-            if pooled.exists() {
-                pool::discard_self(state, entry);
-                return None;
-            }
-        }
-    }
-}
-
-fn accept_within(listener: &OwnedFd, wait: std::time::Duration) -> Option<SpawnChannel> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-    let ms = PollTimeout::try_from(wait.as_millis() as i32).unwrap_or(PollTimeout::NONE);
-    poll(&mut fds, ms).ok().filter(|n| *n > 0)?;
-    channel::accept(listener).ok()
-}
-
-/// Connect to a warm container's claim socket.
-pub fn connect_claim(path: &std::path::Path) -> Result<Channel<Claim, SpawnReport>, nix::Error> {
-    channel::connect(path)
 }
 
 /// A container process cloned into fresh namespaces and its cgroup, parked
@@ -452,53 +292,6 @@ type Started = (
     Option<Pid>,
 );
 
-/// Refill the pool from a child process, alongside the container: making
-/// an entry (cgroups, records, a new supervisor) takes a few milliseconds,
-/// and a command as short as `true` has exited by then, so doing it first
-/// would delay the exit report by that much. The exit report still waits
-/// for the child (see `Server::with_refill`). The supervisors it starts
-/// outlive it and are adopted by init.
-fn start_refill(r: &Refill) -> Option<Pid> {
-    // SAFETY: the supervisor is single-threaded, so the child may allocate
-    // and run ordinary code; it leaves with _exit, running no destructor of
-    // the state it shares with us.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            // None of our fds (the terminal, the caller's channel, the
-            // sockets) is the refill's business: hold no copy of them.
-            super::close_fds_from(3);
-            refill_pool(r);
-            unsafe { libc::_exit(0) }
-        }
-        Ok(ForkResult::Parent { child }) => Some(child),
-        // No child: refill here rather than not at all.
-        Err(_) => {
-            refill_pool(r);
-            None
-        }
-    }
-}
-
-/// Start warm containers up to the pool's target.
-fn refill_pool(r: &Refill) {
-    let Ok(state) = StateDir::open(&r.state_root) else {
-        return;
-    };
-    // Dropping a Child neither kills nor waits for it.
-    drop(pool::spawn(
-        &state,
-        &pool::Refill {
-            cgroup_parent: r.cgroup_parent.as_deref(),
-            idle: std::time::Duration::from_secs(r.idle_secs),
-            layers: &r.layers,
-            target: r.target,
-            at_most: r.target,
-            shell: None,
-            keep_going: &|| true,
-        },
-    ));
-}
-
 fn claim_and_start(
     prepared: &mut Prepared,
     spawn: &SpawnChannel,
@@ -508,7 +301,7 @@ fn claim_and_start(
         .recv_within(HANDSHAKE_WAIT)
         .map_err(|e| setup_err(format!("waiting for the claim: {e}")))?;
     // The refill starts now, alongside the container's start and run.
-    let refilling = claim.refill.as_ref().and_then(start_refill);
+    let refilling = claim.refill.as_ref().and_then(warm::start_refill);
     let dir = ContainerDir { dir: claim.dir };
     let config: ContainerConfig = dir.read_config().map_err(|e| setup_err(e.to_string()))?;
     let _ = std::fs::remove_file(dir.dir.join("claim.sock"));
