@@ -15,7 +15,7 @@ use crate::supervisor;
 use protocol::{ContainerEvent, EventsMessage};
 use runtime::cgroups::{EventCounters, StatsReader};
 use runtime::events::limit_events;
-use runtime::process::wire::{Reply, Request, Target};
+use runtime::process::wire::{Reply, Request};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -139,18 +139,10 @@ pub fn watch_exit(sessions: Arc<SessionStore>, session: String, entry: Arc<Conta
 }
 
 async fn wait_exit(entry: &ContainerEntry) -> Result<Option<i32>, supervisor::SupervisorError> {
-    // A supervisor whose main terminal was never attached keeps a finished
-    // container around for a few seconds, for a foreground caller that has
-    // not attached yet. Nobody here is one: attach once (and leave at once)
-    // so that exits and removals are not delayed.
-    {
-        let (_, mut w) = supervisor::connect(&entry.socket).await?;
-        w.request(Request::Attach {
-            target: Target::Main,
-            since: None,
-        })
-        .await?;
-    }
+    // One connection per container, for its exit. (A supervisor keeps a
+    // finished container around only while its spawner still holds the
+    // spawn channel, for a foreground `gbx run -t` about to attach; the
+    // server drops that handle as soon as the create returns.)
     let (mut reader, mut writer) = supervisor::connect(&entry.socket).await?;
     writer.request(Request::Watch).await?;
     while let Some(frame) = reader.next().await? {

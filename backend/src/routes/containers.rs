@@ -168,14 +168,9 @@ async fn create_in(
     let (info, cgroup) = state
         .blocking(move |rt| {
             let started = rt.create(opts)?;
-            let config = rt
-                .state_dir()
-                .container(&started.info.id)
-                .read_config()
-                .map_err(runtime::ContainerError::from)?;
             // The exit is learnt from the supervisor's socket, not this handle.
             drop(started.supervisor);
-            Ok::<_, runtime::ContainerError>((started.info, Cgroup::open(&config.cgroup)))
+            Ok::<_, runtime::ContainerError>((started.info, Cgroup::open(&started.cgroup)))
         })
         .await?;
     runtime::failpoint::hit("create.runtime_done");

@@ -155,6 +155,8 @@ pub struct Started {
     /// `None` for a container taken from the pool running already: its exit
     /// is learnt from its supervisor's socket.
     pub supervisor: Option<SupervisorHandle>,
+    /// Its cgroup, as recorded in its config (for a stats reader).
+    pub cgroup: CgroupRecord,
 }
 
 impl Runtime {
@@ -321,6 +323,7 @@ impl Runtime {
                 Ok(Started {
                     info: self.info(&dir, &config),
                     supervisor: Some(supervisor),
+                    cgroup: config.cgroup.clone(),
                 })
             }
             Ok((SpawnReport::Failed { error, exit_code }, _)) => {

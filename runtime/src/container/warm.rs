@@ -73,6 +73,7 @@ impl Runtime {
         Ok(Started {
             info: self.info(&dir, &config),
             supervisor: None,
+            cgroup: config.cgroup,
         })
     }
 
