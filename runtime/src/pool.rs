@@ -96,8 +96,8 @@ pub fn shell_config(entry_dir: &Path) -> Option<ContainerConfig> {
 
 /// Write the config of a claimed shell entry, now in `dir`, in place of
 /// its template. Its config file is new (not a replacement, which ext4
-/// writes out at once) and its temporary file exists (no new inode): this
-/// runs once per create, under the state lock.
+/// writes out at once) and its temporary file exists, empty (no new inode,
+/// nothing to truncate): this runs once per create, under the state lock.
 pub fn write_claimed_config(
     dir: &ContainerDir,
     config: &ContainerConfig,

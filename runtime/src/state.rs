@@ -291,7 +291,18 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), Sta
         path: path.to_path_buf(),
         source,
     })?;
-    let mut f = File::create(&tmp).map_err(io("writing", &tmp))?;
+    // Not File::create: truncating a file makes ext4 write it out when it
+    // is closed, which an empty temporary file made ahead (see
+    // `atomic_tmp`) does not need. A leftover one is emptied first.
+    let mut f = File::options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&tmp)
+        .map_err(io("writing", &tmp))?;
+    if f.metadata().map_err(io("reading", &tmp))?.len() != 0 {
+        f.set_len(0).map_err(io("writing", &tmp))?;
+    }
     f.write_all(&bytes).map_err(io("writing", &tmp))?;
     let _ = f.as_raw_fd();
     drop(f);

@@ -427,23 +427,8 @@ fn container_unclaimed_warm_containers_remove_themselves() {
         pool_ids(&env).pop()
     });
     let entry = env.path().join("pool").join(&warm);
-    let pool_json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(entry.join("pool.json")).expect("pool.json"))
-            .expect("json");
-    let dirs: Vec<std::path::PathBuf> = pool_json["cgroup"]["dirs"]
-        .as_object()
-        .expect("dirs")
-        .values()
-        .map(|v| std::path::PathBuf::from(v.as_str().expect("path")))
-        .collect();
-    wait_for(
-        "the idle warm container to go",
-        Duration::from_secs(10),
-        || (!entry.exists()).then_some(()),
-    );
-    for d in dirs {
-        assert!(!d.exists(), "cgroup {} left behind", d.display());
-    }
+    let dirs = common::entry_cgroup_dirs(&entry);
+    common::assert_entry_goes("the idle warm container to go", &entry, dirs);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(
         !mounts.contains(&warm),

@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::{pool_entries, wait_for, Env, Screen};
+use common::{assert_entry_goes, entry_cgroup_dirs, pool_entries, wait_for, Env, Screen};
 use runtime::process::client::Client;
 use runtime::process::wire::{Request, Target};
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// Fill the pool with one shell entry and wait until it is ready; its id.
@@ -38,19 +37,6 @@ fn attach(env: &Env, id: &str) -> Client {
         })
         .expect("attach");
     client
-}
-
-/// The cgroup directories named in a pool entry's record.
-fn entry_cgroup_dirs(entry: &std::path::Path) -> Vec<PathBuf> {
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(entry.join("pool.json")).expect("pool.json"))
-            .expect("json");
-    record["cgroup"]["dirs"]
-        .as_object()
-        .expect("dirs")
-        .values()
-        .map(|v| PathBuf::from(v.as_str().expect("path")))
-        .collect()
 }
 
 #[test]
@@ -140,14 +126,7 @@ fn unclaimed_shell_entries_remove_themselves_when_idle_or_when_their_shell_ends(
     let idle = ready_shell_entry(&env, &["--warm-idle-secs", "1"]);
     let entry = env.path().join("pool").join(&idle);
     let dirs = entry_cgroup_dirs(&entry);
-    wait_for(
-        "the idle shell entry to go",
-        Duration::from_secs(10),
-        || (!entry.exists()).then_some(()),
-    );
-    for d in dirs {
-        assert!(!d.exists(), "cgroup {} left behind", d.display());
-    }
+    assert_entry_goes("the idle shell entry to go", &entry, dirs);
     // Its shell killed while it waits: the entry goes too, nothing is recorded.
     let ended = ready_shell_entry(&env, &[]);
     let entry = env.path().join("pool").join(&ended);
@@ -161,14 +140,7 @@ fn unclaimed_shell_entries_remove_themselves_when_idle_or_when_their_shell_ends(
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill the entry's PID 1");
-    wait_for(
-        "the ended shell entry to go",
-        Duration::from_secs(10),
-        || (!entry.exists()).then_some(()),
-    );
-    for d in dirs {
-        assert!(!d.exists(), "cgroup {} left behind", d.display());
-    }
+    assert_entry_goes("the ended shell entry to go", &entry, dirs);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(
         !mounts.contains(&idle) && !mounts.contains(&ended),

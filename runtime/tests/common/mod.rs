@@ -263,3 +263,27 @@ pub fn pool_entries(env: &Env) -> Vec<(String, String, String)> {
         })
         .collect()
 }
+
+/// The cgroup directories named in a pool entry's record (`pool.json`).
+pub fn entry_cgroup_dirs(entry: &Path) -> Vec<PathBuf> {
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(entry.join("pool.json")).expect("pool.json"))
+            .expect("json");
+    record["cgroup"]["dirs"]
+        .as_object()
+        .expect("dirs")
+        .values()
+        .map(|v| PathBuf::from(v.as_str().expect("path")))
+        .collect()
+}
+
+/// Wait until a pool entry's directory is gone, then check that its cgroup
+/// directories `dirs` went with it.
+pub fn assert_entry_goes(what: &str, entry: &Path, dirs: Vec<PathBuf>) {
+    wait_for(what, Duration::from_secs(10), || {
+        (!entry.exists()).then_some(())
+    });
+    for d in dirs {
+        assert!(!d.exists(), "cgroup {} left behind", d.display());
+    }
+}

@@ -249,31 +249,44 @@ impl Prepared {
         let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(self.pid, None);
     }
+
+    /// The server of the container, once its command runs: `output` is the
+    /// terminal's master or the output pipe.
+    fn into_server(
+        self,
+        dir: ContainerDir,
+        config: ContainerConfig,
+        output: Option<OwnedFd>,
+        state: RuntimeState,
+    ) -> Server {
+        redirect_stdio_to_null();
+        let main = Session::new(self.pid, output, config.tty);
+        Server::new(
+            dir,
+            config,
+            self.cgroup,
+            self.listener,
+            main,
+            self.ns_fds,
+            state,
+        )
+    }
 }
 
 /// Receive the claim, send the container process its plan, wait until the
 /// command runs, report, then serve until the container exits.
 fn become_container(mut prepared: Prepared, spawn: SpawnChannel) -> i32 {
     match claim_and_start(&mut prepared, &spawn) {
-        Ok((dir, config, output, state, ns_fds, refilling)) => {
+        Ok((dir, config, output, state, refilling)) => {
             let _ = spawn.send(&SpawnReport::Started {
                 host_pid: state.host_pid.unwrap_or(0),
                 supervisor_pid: std::process::id(),
             });
-            redirect_stdio_to_null();
-            let main = Session::new(prepared.pid, output, config.tty);
-            Server::new(
-                dir,
-                config,
-                prepared.cgroup,
-                prepared.listener,
-                main,
-                ns_fds,
-                state,
-            )
-            .with_spawn(spawn)
-            .with_refill(refilling)
-            .run()
+            prepared
+                .into_server(dir, config, output, state)
+                .with_spawn(spawn)
+                .with_refill(refilling)
+                .run()
         }
         Err((error, exit_code)) => {
             let _ = spawn.send(&SpawnReport::Failed { error, exit_code });
@@ -288,7 +301,6 @@ type Started = (
     ContainerConfig,
     Option<OwnedFd>,
     RuntimeState,
-    Vec<(namespaces::Kind, OwnedFd)>,
     Option<Pid>,
 );
 
@@ -339,15 +351,7 @@ fn claim_and_start(
     let state = running_state(prepared);
     dir.write_state(&state)
         .map_err(|e| setup_err(e.to_string()))?;
-    let ns_fds = std::mem::take(&mut prepared.ns_fds);
-    Ok((
-        dir,
-        config,
-        master.or(output_read),
-        state,
-        ns_fds,
-        refilling,
-    ))
+    Ok((dir, config, master.or(output_read), state, refilling))
 }
 
 fn init_plan(config: &ContainerConfig, rootfs: Option<RootfsSpec>, stdio: StdioPlan) -> InitPlan {

@@ -97,20 +97,10 @@ fn run_shell_entry(
         prepared.kill();
         return 1;
     }
-    redirect_stdio_to_null();
-    let main = Session::new(prepared.pid, master, config.tty);
-    let ns_fds = std::mem::take(&mut prepared.ns_fds);
-    Server::new(
-        dir,
-        config,
-        prepared.cgroup,
-        prepared.listener,
-        main,
-        ns_fds,
-        running,
-    )
-    .pooled(state, entry, idle)
-    .run()
+    prepared
+        .into_server(dir, config, master, running)
+        .pooled(state, entry, idle)
+        .run()
 }
 
 /// Wait for a claimer. Every second, and after `idle`, check that we are
