@@ -23,10 +23,12 @@
 //! results the most recently installed filter's errno):
 //! 1. the allowlist ([`ALLOWED`], plus `clone`, `socket` and `personality`
 //!    whose arguments the next program checks), default `EPERM`. It is
-//!    assembled here, two instructions per syscall: `seccompiler` spends five
-//!    on each, and the kernel's cost of installing a filter (it checks,
-//!    converts and JIT-compiles it for every process) and of running it on
-//!    every syscall grow with its length;
+//!    assembled here as a binary search over the runs of allowed numbers
+//!    (see [`assemble_allowlist`]): `seccompiler` spends five instructions
+//!    on each syscall, one after another, and the kernel's cost of
+//!    installing a filter (it checks, converts and JIT-compiles it, then
+//!    runs it for every syscall number to cache the always-allowed ones)
+//!    and of running it on every syscall grow with its length and depth;
 //! 2. the argument rules, compiled by `seccompiler`: `EPERM` for a `clone`
 //!    with any namespace flag, `socket` of a denied family, `personality`
 //!    other than Docker's values; everything else passes;
@@ -386,44 +388,76 @@ const DATA_ARCH: u32 = 4;
 /// BPF_LD | BPF_W | BPF_ABS
 const BPF_LD_W_ABS: u16 = 0x20;
 const BPF_JMP_JEQ_K: u16 = 0x15;
+const BPF_JMP_JGE_K: u16 = 0x35;
 const BPF_JMP_JA: u16 = 0x05;
 const BPF_RET_K: u16 = 0x06;
-/// Jump offsets are 8 bits: each group of comparisons shares one `ALLOW`.
-const GROUP: usize = 200;
+const RET_EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
 
 fn op(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
     sock_filter { code, jt, jf, k }
 }
 
-/// Check the ABI, load the number, then for each group of up to [`GROUP`]
-/// numbers: `jeq nr → allow` each, `ja` over the group's `ret ALLOW`; at the
-/// end `ret ERRNO(EPERM)`. Numbers are sorted so the program is the same for
-/// the same list.
+/// Check the ABI, load the number, then find it in a balanced binary
+/// tree of `jge` over the edges of the allowed runs of numbers (the answer
+/// changes only there): `ret ALLOW` inside a run, `ret ERRNO(EPERM)`
+/// outside. About ten comparisons for any number, where a list of `jeq`
+/// takes one per allowed syscall before it. That matters twice per
+/// container start: the kernel checks and JIT-compiles the program, and
+/// then runs it once for every syscall number to fill its cache of
+/// always-allowed ones, both in proportion to its length and depth.
+/// Numbers are sorted, so the program is the same for the same list.
 fn assemble_allowlist(allowed: &[i64]) -> BpfProgram {
     let mut nrs: Vec<u32> = allowed.iter().map(|n| *n as u32).collect();
     nrs.sort_unstable();
     nrs.dedup();
+    // The first number of each run, and the one after its last.
+    let mut edges = Vec::new();
+    for (i, nr) in nrs.iter().enumerate() {
+        if i == 0 || nrs[i - 1] + 1 != *nr {
+            edges.push(*nr);
+        }
+        if nrs.get(i + 1) != Some(&(nr + 1)) {
+            edges.push(nr + 1);
+        }
+    }
     let mut p = vec![
         op(BPF_LD_W_ABS, DATA_ARCH, 0, 0),
         op(BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
         op(BPF_RET_K, libc::SECCOMP_RET_KILL_PROCESS, 0, 0),
         op(BPF_LD_W_ABS, DATA_NR, 0, 0),
     ];
-    for group in nrs.chunks(GROUP) {
-        let n = group.len();
-        for (i, nr) in group.iter().enumerate() {
-            // Over the rest of the group and its `ja`, onto `ret ALLOW`.
-            p.push(op(BPF_JMP_JEQ_K, *nr, (n - i) as u8, 0));
-        }
-        p.push(op(BPF_JMP_JA, 1, 0, 0));
-        p.push(op(BPF_RET_K, libc::SECCOMP_RET_ALLOW, 0, 0));
+    p.extend(edge_tree(&edges, 0, edges.len()));
+    p
+}
+
+/// The decision among regions `lo..=hi`, where region `j` holds the numbers
+/// from `edges[j - 1]` up to `edges[j]` (region 0: below every edge).
+/// Edges alternate between a run's start and its end, so odd regions are
+/// the allowed ones.
+fn edge_tree(edges: &[u32], lo: usize, hi: usize) -> Vec<sock_filter> {
+    if lo == hi {
+        let ret = if lo % 2 == 1 {
+            libc::SECCOMP_RET_ALLOW
+        } else {
+            RET_EPERM
+        };
+        return vec![op(BPF_RET_K, ret, 0, 0)];
     }
-    p.push(op(
-        BPF_RET_K,
-        libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
-        0,
-        0,
-    ));
+    // Regions mid..=hi are the numbers at or above edges[mid - 1].
+    let mid = (lo + hi).div_ceil(2);
+    let below = edge_tree(edges, lo, mid - 1);
+    let above = edge_tree(edges, mid, hi);
+    let mut p = Vec::with_capacity(below.len() + above.len() + 2);
+    match u8::try_from(below.len()) {
+        Ok(skip) => p.push(op(BPF_JMP_JGE_K, edges[mid - 1], skip, 0)),
+        // Conditional jumps reach 255 instructions at most; `ja` reaches any.
+        Err(_) => {
+            p.push(op(BPF_JMP_JGE_K, edges[mid - 1], 0, 1));
+            p.push(op(BPF_JMP_JA, below.len() as u32, 0, 0));
+        }
+    }
+    p.extend(below);
+    p.extend(above);
     p
 }
 
@@ -566,25 +600,67 @@ mod tests {
     #[test]
     fn the_filters_compile_and_fit_in_one_program() {
         let f = Filters::compile().expect("compile");
-        assert!(f.len() > ALLOWED.len());
-        assert!(f.len() < 4096, "BPF_MAXINSNS");
+        for p in [&f.allowlist, &f.arguments, &f.clone3_enosys] {
+            assert!(p.len() > 4 && p.len() < 4096, "BPF_MAXINSNS: {}", p.len());
+        }
+    }
+
+    /// The classic BPF a filter uses, run on one syscall: its return value.
+    fn run(p: &[sock_filter], arch: u32, nr: u32) -> u32 {
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let ins = &p[pc];
+            pc += 1;
+            match ins.code {
+                BPF_LD_W_ABS if ins.k == DATA_ARCH => acc = arch,
+                BPF_LD_W_ABS if ins.k == DATA_NR => acc = nr,
+                BPF_JMP_JEQ_K | BPF_JMP_JGE_K => {
+                    let taken = match ins.code {
+                        BPF_JMP_JEQ_K => acc == ins.k,
+                        _ => acc >= ins.k,
+                    };
+                    pc += if taken { ins.jt } else { ins.jf } as usize;
+                }
+                BPF_JMP_JA => pc += ins.k as usize,
+                BPF_RET_K => return ins.k,
+                other => panic!("instruction {other:#x} at {}", pc - 1),
+            }
+        }
     }
 
     #[test]
-    fn every_allowlist_jump_lands_on_allow() {
-        let p = assemble_allowlist(ALLOWED);
-        let allow = |i: usize| p[i].code == BPF_RET_K && p[i].k == libc::SECCOMP_RET_ALLOW;
-        let mut seen = 0;
-        for (i, ins) in p.iter().enumerate().skip(4) {
-            if ins.code == BPF_JMP_JEQ_K {
-                assert!(allow(i + 1 + ins.jt as usize), "jeq {} at {i}", ins.k);
-                assert_eq!(ins.jf, 0);
-                seen += 1;
-            }
+    fn the_allowlist_allows_exactly_its_syscalls() {
+        let mut allowed = ALLOWED.to_vec();
+        allowed.extend_from_slice(ARG_CHECKED);
+        let p = assemble_allowlist(&allowed);
+        let x32 = 0x4000_0000u32;
+        for nr in (0..1024u32).chain(x32..x32 + 1024).chain([u32::MAX]) {
+            let want = if allowed.contains(&(nr as i64)) {
+                libc::SECCOMP_RET_ALLOW
+            } else {
+                RET_EPERM
+            };
+            assert_eq!(run(&p, AUDIT_ARCH_X86_64, nr), want, "syscall {nr}");
         }
-        assert_eq!(seen, ALLOWED.len());
-        assert_eq!(p.last().map(|l| l.k), Some(libc::SECCOMP_RET_ERRNO | 1));
-        // Two instructions per syscall, give or take the groups' ends.
-        assert!(p.len() < 2 * ALLOWED.len() + 10, "{}", p.len());
+        const AUDIT_ARCH_I386: u32 = 3 | 0x4000_0000;
+        assert_eq!(run(&p, AUDIT_ARCH_I386, 1), libc::SECCOMP_RET_KILL_PROCESS);
+        // A tree: short, and shallow for every number.
+        assert!(p.len() < allowed.len(), "{} instructions", p.len());
+    }
+
+    #[test]
+    fn far_branches_of_the_tree_go_through_ja() {
+        // Every other number: a run per syscall, a tree too big for 8-bit jumps.
+        let allowed: Vec<i64> = (0..600).map(|n| 2 * n).collect();
+        let p = assemble_allowlist(&allowed);
+        assert!(p.iter().any(|i| i.code == BPF_JMP_JA), "{}", p.len());
+        for nr in 0..1300u32 {
+            let want = if nr % 2 == 0 && nr < 1200 {
+                libc::SECCOMP_RET_ALLOW
+            } else {
+                RET_EPERM
+            };
+            assert_eq!(run(&p, AUDIT_ARCH_X86_64, nr), want, "syscall {nr}");
+        }
     }
 }
