@@ -94,17 +94,17 @@ pub fn shell_config(entry_dir: &Path) -> Option<ContainerConfig> {
     state::read_json(&entry_dir.join(SHELL_CONFIG)).ok()
 }
 
-/// Write the config of a claimed shell entry, now in `dir`, in place of
-/// its template. Its config file is new (not a replacement, which ext4
-/// writes out at once) and its temporary file exists, empty (no new inode,
-/// nothing to truncate): this runs once per create, under the state lock.
+/// Write the config of a claimed shell entry, now in `dir`. Its config
+/// file is new (not a replacement, which ext4 writes out at once) and its
+/// temporary file exists, empty (no new inode, nothing to truncate): this
+/// runs once per create, under the state lock. The template (`shell.json`)
+/// stays until the container is removed: unlinking a file frees its block,
+/// which a filesystem mounted with `discard` trims before the call returns.
 pub fn write_claimed_config(
     dir: &ContainerDir,
     config: &ContainerConfig,
 ) -> Result<(), StateError> {
-    state::write_json_atomic(&dir.config(), config)?;
-    let _ = std::fs::remove_file(dir.dir.join(SHELL_CONFIG));
-    Ok(())
+    state::write_json_atomic(&dir.config(), config)
 }
 
 /// Whether the entry runs its shell already (else it is parked).

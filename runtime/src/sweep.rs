@@ -7,15 +7,15 @@
 //! - its config (`config.json`): then an ordinary forced remove;
 //! - no config yet: the cgroup is derived from the id (`Cgroup::planned`),
 //!   the RW layer is `<dir>/rw`;
-//! - a claimed warm entry (`pool.json` still there): its record names the
-//!   cgroup and the supervisor;
+//! - a claimed warm entry (its `pool.json` stays with it): its record
+//!   names the cgroup and the supervisor;
 //! - supervisors: every one has its directory on its command line, so a
 //!   scan of `/proc` finds them even before they wrote their pid anywhere.
 
 use crate::cgroups::Cgroup;
 use crate::container::{ContainerError, Runtime};
 use crate::pool::{self, PoolEntry};
-use crate::process::supervisor::cleanup;
+use crate::process::supervisor::{cleanup, FORGOTTEN_PREFIX};
 use crate::state::{self, ContainerDir};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -43,7 +43,27 @@ impl Runtime {
             }
             removed.push(id);
         }
+        self.remove_forgotten();
         Ok(removed)
+    }
+
+    /// Directories of removed containers that a supervisor renamed out of
+    /// the listing but died before deleting (see `supervisor::Forgotten`).
+    /// They hold files only: the cgroup and mounts went first.
+    fn remove_forgotten(&self) {
+        let containers = self.state_dir().containers();
+        let Ok(rd) = std::fs::read_dir(&containers) else {
+            return;
+        };
+        for entry in rd.filter_map(|e| e.ok()) {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(FORGOTTEN_PREFIX)
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
 
     /// Remove a container's leftovers without trusting its records.

@@ -404,10 +404,15 @@ fn container_warm_pool_hands_out_prepared_containers_with_their_limits() {
     assert!(df.contains(" 8192 "), "the RW layer is not 8 MiB: {df}");
     assert_eq!(env.ok(&["exec", &id, "hostname"]).trim(), &id[..12]);
     // The claim started a replacement.
-    wait_for("a refill", Duration::from_secs(10), || {
-        pool_ids(&env).into_iter().find(|p| *p != id)
+    let refill = wait_for("a refill", Duration::from_secs(10), || {
+        ready_pool_ids(&env).into_iter().find(|p| *p != id)
     });
-    env.ok(&["rm", "-f", &id]);
+    // A claim that keeps the default size finds its RW layer at that size.
+    let default = env.detached(&[], &["sleep", "30"]);
+    assert_eq!(default, refill, "the start did not use the warm container");
+    let df = env.ok(&["exec", &default, "df", "-k", "/"]);
+    assert!(df.contains(" 1048576 "), "the RW layer is not 1 GiB: {df}");
+    env.ok(&["rm", "-f", &id, &default]);
     env.ok(&["pool", "drain"]);
     assert!(pool_ids(&env).is_empty());
     assert!(env

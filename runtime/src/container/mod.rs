@@ -244,7 +244,9 @@ impl Runtime {
             let dir = self.state.container(&id);
             let made = (|| -> Result<ContainerConfig> {
                 let (cgroup, id_map) = if let (Some(cgroup), Some(entry)) = (pooled.take(), &warm) {
-                    let _ = std::fs::remove_file(dir.dir.join("pool.json"));
+                    // Its `pool.json` stays until the container is removed:
+                    // unlinking a file frees its block, which a filesystem
+                    // mounted with `discard` trims before the call returns.
                     cgroup.set_limits(&opts.limits)?;
                     (cgroup, entry.id_map)
                 } else {

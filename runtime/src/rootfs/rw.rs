@@ -69,6 +69,12 @@ pub fn create(
 pub fn resize(dir: &ContainerDir, disk_bytes: Option<u64>) -> Result<(), RootfsError> {
     let rw = dir.rw();
     let bytes = disk_bytes.unwrap_or(DEFAULT_DISK_BYTES);
+    // A warm entry's layer is mounted with the default size, which most
+    // claims keep: spare them the remount (claims take turns on the state
+    // lock while they resize).
+    if has_size(&rw, bytes) {
+        return Ok(());
+    }
     let opts = format!("size={bytes},nr_inodes={}", inodes_for(bytes));
     mount(
         None::<&str>,
@@ -78,6 +84,16 @@ pub fn resize(dir: &ContainerDir, disk_bytes: Option<u64>) -> Result<(), RootfsE
         Some(opts.as_str()),
     )
     .map_err(sys("resizing tmpfs on", &rw))
+}
+
+/// Whether the tmpfs on `rw` has the size and inode count [`create`] or
+/// [`resize`] gives a layer of `bytes`.
+fn has_size(rw: &Path, bytes: u64) -> bool {
+    let Ok(st) = nix::sys::statvfs::statvfs(rw) else {
+        return false;
+    };
+    let page = st.fragment_size();
+    page > 0 && st.blocks() == bytes.div_ceil(page) && st.files() == inodes_for(bytes)
 }
 
 /// Unmount and forget the RW layer. Idempotent.
