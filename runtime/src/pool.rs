@@ -27,7 +27,7 @@
 
 use crate::cgroups::{Cgroup, CgroupParent, CgroupRecord};
 use crate::process::spawn::SUPERVISOR_ARG;
-use crate::state::{self, ContainerConfig, ContainerDir, StateDir, StateError};
+use crate::state::{self, ContainerConfig, ContainerDir, StateDir, StateError, StateLock};
 use crate::userns::{ranges, IdRange};
 use protocol::Limits;
 use serde::{Deserialize, Serialize};
@@ -262,12 +262,40 @@ pub type ShellConfig<'a> = dyn Fn(&str, CgroupRecord, IdRange) -> ContainerConfi
 /// children are the supervisors: reap them (they live until claimed or
 /// idle).
 pub fn spawn(state: &StateDir, refill: &Refill) -> Vec<std::process::Child> {
+    spawn_entries(state, refill, None)
+}
+
+/// [`spawn`] for a caller that holds the state lock already, and keeps it
+/// until every entry is made: a claim's refill, which is handed the lock so
+/// that a drain after the claimed container's exit waits for it.
+pub fn spawn_holding(
+    state: &StateDir,
+    refill: &Refill,
+    lock: &StateLock,
+) -> Vec<std::process::Child> {
+    spawn_entries(state, refill, Some(lock))
+}
+
+fn spawn_entries(
+    state: &StateDir,
+    refill: &Refill,
+    held: Option<&StateLock>,
+) -> Vec<std::process::Child> {
+    // Without a lock held throughout, each entry takes it in turn, so that
+    // claims can come between them.
+    let lock = || match held {
+        Some(_) => Ok(None),
+        None => state.lock().map(Some),
+    };
     let mut children = Vec::new();
-    if let Ok(_lock) = state.lock() {
+    if let Ok(_lock) = lock() {
         remove_dead(state);
     }
     while children.len() < refill.at_most && (refill.keep_going)() {
-        match spawn_one(state, refill) {
+        let made = lock()
+            .map_err(|e| e.to_string())
+            .and_then(|_lock| spawn_one(state, refill));
+        match made {
             Ok(Some(c)) => children.push(c),
             Ok(None) => break,
             Err(e) => {
@@ -279,8 +307,8 @@ pub fn spawn(state: &StateDir, refill: &Refill) -> Vec<std::process::Child> {
     children
 }
 
+/// Make one entry and start its supervisor. Call with the state lock held.
 fn spawn_one(state: &StateDir, refill: &Refill) -> Result<Option<std::process::Child>, String> {
-    let _lock = state.lock().map_err(|e| e.to_string())?;
     if count(state, refill.shell.is_some()) >= refill.target {
         return Ok(None);
     }

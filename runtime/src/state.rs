@@ -215,13 +215,30 @@ impl StateDir {
 
     /// An exclusive lock over container names and ids, held while one is created or removed.
     pub fn lock(&self) -> Result<StateLock, StateError> {
+        self.lock_with(nix::fcntl::FlockArg::LockExclusive)
+    }
+
+    /// [`StateDir::lock`] if nobody holds it; `None` if somebody does.
+    pub fn try_lock(&self) -> Result<Option<StateLock>, StateError> {
+        match self.lock_with(nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(Some(lock)),
+            Err(StateError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn lock_with(&self, how: nix::fcntl::FlockArg) -> Result<StateLock, StateError> {
         let path = self.containers().join(".lock");
         let file = File::options()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(io("opening lock", &path))?;
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        nix::fcntl::Flock::lock(file, how)
             .map(StateLock)
             .map_err(|(_, e)| StateError::Io {
                 what: "locking",
@@ -232,7 +249,37 @@ impl StateDir {
 }
 
 /// Held lock; released on drop.
-pub struct StateLock(#[allow(dead_code)] nix::fcntl::Flock<File>);
+pub struct StateLock(nix::fcntl::Flock<File>);
+
+impl StateLock {
+    /// The lock's fd, for a child about to be forked to keep (see
+    /// [`StateLock::hand_over`]).
+    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
+    }
+
+    /// Close our fd without unlocking. A flock belongs to the open file, not
+    /// to the process: a child forked while we held it keeps it, through its
+    /// copy of the fd, until that copy is closed (at the latest, when the
+    /// child exits).
+    pub fn hand_over(self) {
+        let fd = self.as_raw_fd();
+        // Dropping the Flock would unlock the open file the child shares.
+        std::mem::forget(self);
+        // SAFETY: `fd` belonged to the forgotten File; nothing else closes it.
+        unsafe { libc::close(fd) };
+    }
+
+    /// The lock a parent handed over (see [`StateLock::hand_over`]), on an
+    /// fd inherited across fork: locking an open file that holds the lock
+    /// already returns at once. `None` if `fd` does not hold it.
+    pub fn inherited(fd: std::os::fd::OwnedFd) -> Option<StateLock> {
+        nix::fcntl::Flock::lock(File::from(fd), nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .ok()
+            .map(StateLock)
+    }
+}
 
 /// The file [`write_json_atomic`] writes before renaming it to `path`.
 /// Making it ahead (empty) spares that write the allocation of a new inode.

@@ -6,7 +6,7 @@ use super::exec::{self, ExecRequest};
 use super::messages::SpawnReport;
 use super::pooled::{self, Pooled, Standing};
 use super::ring::Ring;
-use super::supervisor::{cleanup, finished_state, SpawnChannel};
+use super::supervisor::{finished_state, free_host, Forgotten, SpawnChannel};
 use super::wire::{self, Frame, Reply, Request, Target};
 use crate::cgroups::Cgroup;
 use crate::namespaces::Kind;
@@ -246,10 +246,11 @@ impl Server {
         }
     }
 
-    /// The child refilling the warm pool: the exit is reported only once it
-    /// is done, so that whoever learns of the exit (`gbx run --rm` returning,
-    /// a test tearing its state dir down) finds the pool complete, not an
-    /// entry still being made.
+    /// The child refilling the warm pool, if it could not be handed the
+    /// state lock (see `supervisor::warm::start_refill`): the exit is
+    /// reported only once it is done, so that whoever learns of the exit
+    /// (`gbx run --rm` returning, a test tearing its state dir down) finds
+    /// the pool complete, not an entry still being made.
     pub fn with_refill(mut self, refill: Option<Pid>) -> Server {
         self.refill = refill;
         self
@@ -783,6 +784,12 @@ impl Server {
         }
     }
 
+    fn warn_left_behind(&self, errors: Vec<String>) {
+        for e in errors {
+            tracing::warn!(container = %self.config.id, error = %e, "auto-remove left something behind");
+        }
+    }
+
     /// The main process is gone: record it, clean up if asked, tell everyone, flush, exit.
     fn finish(mut self) -> i32 {
         let ids: Vec<u32> = self.sessions.keys().copied().collect();
@@ -800,10 +807,13 @@ impl Server {
             .map(|c| c.oom_kills > 0)
             .unwrap_or(false);
         self.state = finished_state(self.state.clone(), code, oom);
+        let mut forgotten = None;
         if self.config.auto_remove {
-            for e in cleanup(&self.dir, &self.cgroup, true) {
-                tracing::warn!(container = %self.config.id, error = %e, "auto-remove left something behind");
-            }
+            // The host is free and the container unlisted before the exit is
+            // reported; its files go after (see `Forgotten`).
+            let errors = free_host(&self.dir, &self.cgroup);
+            self.warn_left_behind(errors);
+            forgotten = Some(Forgotten::take(&self.dir));
         } else if let Err(e) = self.dir.write_state(&self.state) {
             tracing::warn!(container = %self.config.id, error = %e, "could not record the exit");
         }
@@ -821,6 +831,10 @@ impl Server {
                     .max(Duration::from_millis(1)),
             ));
             let _ = c.stream.write_all(c.wbuf.pending());
+        }
+        if let Some(forgotten) = forgotten {
+            let errors = forgotten.finish();
+            self.warn_left_behind(errors);
         }
         0
     }

@@ -312,8 +312,6 @@ fn claim_and_start(
     let (claim, stdio_fds) = spawn
         .recv_within(HANDSHAKE_WAIT)
         .map_err(|e| setup_err(format!("waiting for the claim: {e}")))?;
-    // The refill starts now, alongside the container's start and run.
-    let refilling = claim.refill.as_ref().and_then(warm::start_refill);
     let dir = ContainerDir { dir: claim.dir };
     let config: ContainerConfig = dir.read_config().map_err(|e| setup_err(e.to_string()))?;
     let _ = std::fs::remove_file(dir.dir.join("claim.sock"));
@@ -347,7 +345,10 @@ fn claim_and_start(
         network::host::attach(net, prepared.pid.as_raw())
             .map_err(|e| setup_err(format!("attaching the network: {e}")))?;
     }
-    let master = start_command(prepared, plan, fds)?;
+    send_go(prepared, plan, fds)?;
+    // The refill starts now, while the container process execs the command.
+    let refilling = claim.refill.as_ref().and_then(warm::start_refill);
+    let master = wait_for_exec(prepared)?;
     let state = running_state(prepared);
     dir.write_state(&state)
         .map_err(|e| setup_err(e.to_string()))?;
@@ -379,12 +380,21 @@ fn start_command(
     plan: InitPlan,
     fds: Vec<OwnedFd>,
 ) -> Result<Option<OwnedFd>, (String, i32)> {
+    send_go(prepared, plan, fds)?;
+    wait_for_exec(prepared)
+}
+
+fn send_go(prepared: &Prepared, plan: InitPlan, fds: Vec<OwnedFd>) -> Result<(), (String, i32)> {
     let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
     prepared
         .chan
         .send_with_fds(&ToChild::Go(plan), &raw)
-        .map_err(|e| (format!("starting the container: {e}"), 125))?;
-    drop(fds);
+        .map_err(|e| (format!("starting the container: {e}"), 125))
+}
+
+/// Wait until the container process has exec'd its command (its channel
+/// closes on exec); see [`start_command`].
+fn wait_for_exec(prepared: &mut Prepared) -> Result<Option<OwnedFd>, (String, i32)> {
     let mut master = None;
     loop {
         match prepared.chan.recv_within(HANDSHAKE_WAIT) {
@@ -475,6 +485,16 @@ fn redirect_stdio_to_null() {
 /// and (if `forget`) its directory. Idempotent; used by the supervisor for
 /// auto-remove and by `rm`.
 pub fn cleanup(dir: &ContainerDir, cgroup: &Cgroup, forget: bool) -> Vec<String> {
+    let mut errors = free_host(dir, cgroup);
+    if forget {
+        errors.extend(Forgotten::take(dir).finish());
+    }
+    errors
+}
+
+/// What a container holds on the host beyond files: its network, cgroup
+/// (and with it, processes) and RW layer.
+pub fn free_host(dir: &ContainerDir, cgroup: &Cgroup) -> Vec<String> {
     let mut errors = Vec::new();
     // Before the directory (and with it the record) can go.
     if let Some(net) = dir.read_config().ok().and_then(|c| c.network) {
@@ -488,19 +508,51 @@ pub fn cleanup(dir: &ContainerDir, cgroup: &Cgroup, forget: bool) -> Vec<String>
     if let Err(e) = crate::rootfs::rw::remove(dir) {
         errors.push(e.to_string());
     }
-    if forget {
-        if let Err(e) = std::fs::remove_dir_all(&dir.dir) {
+    errors
+}
+
+/// What a [`Forgotten`] directory's name starts with: no id does.
+pub const FORGOTTEN_PREFIX: &str = ".gone.";
+
+/// A container's directory, taken out of the listing at once (renamed to
+/// a name no id has) and deleted later. Deleting files frees their blocks,
+/// which a filesystem mounted with `discard` trims before each call
+/// returns (a millisecond or more for a directory): the supervisor of a
+/// `--rm` container reports the exit first.
+pub struct Forgotten {
+    path: std::path::PathBuf,
+    owner: Option<(std::path::PathBuf, String)>,
+}
+
+impl Forgotten {
+    pub fn take(dir: &ContainerDir) -> Forgotten {
+        let owner = ranges::owner_of(&dir.dir);
+        let gone = dir
+            .dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(|n| dir.dir.with_file_name(format!("{FORGOTTEN_PREFIX}{n}")));
+        let path = match gone {
+            Some(gone) if std::fs::rename(&dir.dir, &gone).is_ok() => gone,
+            _ => dir.dir.clone(),
+        };
+        Forgotten { path, owner }
+    }
+
+    pub fn finish(self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
             if e.kind() != std::io::ErrorKind::NotFound {
-                errors.push(format!("removing {}: {e}", dir.dir.display()));
+                errors.push(format!("removing {}: {e}", self.path.display()));
             }
         }
         // Last, once the container's processes went with its cgroup: a range
         // whose directory is gone is free anyway (see userns::ranges).
-        if let Some((root, id)) = ranges::owner_of(&dir.dir) {
+        if let Some((root, id)) = self.owner {
             ranges::release(&root, &id);
         }
+        errors
     }
-    errors
 }
 
 pub fn finished_state(mut state: RuntimeState, code: i32, oom_killed: bool) -> RuntimeState {
