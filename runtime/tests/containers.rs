@@ -287,6 +287,30 @@ fn container_failed_create_leaves_nothing() {
 }
 
 #[test]
+fn container_run_rm_is_gone_on_return_and_its_files_follow() {
+    let env = Env::new();
+    let names = || -> Vec<String> {
+        std::fs::read_dir(env.path().join("containers"))
+            .expect("containers dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != ".lock")
+            .collect()
+    };
+    env.ok(&["run", "--rm", "busybox", "true"]);
+    // Listed nowhere and holding nothing on the host once `run` returns ...
+    assert!(env.container_dirs().is_empty(), "{:?}", names());
+    assert_eq!(env.ok(&["ps", "-a"]).lines().count(), 1, "ps lists it");
+    assert!(env.mounts().is_empty(), "mounts left: {:?}", env.mounts());
+    // ... and its files are deleted right after.
+    wait_for(
+        "the removed container's files",
+        Duration::from_secs(5),
+        || names().is_empty().then_some(()),
+    );
+}
+
+#[test]
 fn container_rm_and_auto_remove_clean_up_everything() {
     let env = Env::new();
     let id = env.detached(&["--rm"], &["sh", "-c", "sleep 0.3"]);
@@ -591,8 +615,22 @@ fn container_sweep_removes_half_made_and_unwanted_containers() {
         "the planned cgroup is the one create makes"
     );
 
+    // The files of a removed container whose supervisor was killed before
+    // it deleted them (it had renamed the directory out of the listing).
+    let forgotten = env
+        .path()
+        .join("containers")
+        .join(format!(".gone.{}", runtime::state::new_id()));
+    std::fs::create_dir_all(forgotten.join("rootfs")).expect("forgotten dir");
+    std::fs::write(forgotten.join("config.json"), "{}").expect("forgotten file");
+
     let rt = runtime::Runtime::open(runtime::RuntimeOptions::new(env.path())).expect("open");
     let mut removed = rt.sweep(|id| id == kept).expect("sweep");
+    assert!(
+        !forgotten.exists(),
+        "the sweep left {}",
+        forgotten.display()
+    );
     removed.sort();
     let mut want = vec![gone.clone(), half.clone()];
     want.sort();
