@@ -10,7 +10,13 @@
 //!   with this bench.
 //!
 //! The two are interleaved (gbx, crun, gbx, crun, ...) so that drift in the
-//! machine's load hits both alike. crun gets the namespaces (a user namespace
+//! machine's load hits both alike. Each run starts once gbx's warm pool is
+//! refilled: the preparation of the next warm container would otherwise run
+//! during the next run, crun's or gbx's, and slow it.
+//! `GLASSBOX_BENCH_PAUSE_MS` (default 0) adds an idle pause before each run:
+//! on this kind of machine that makes every cgroup move wait for a whole RCU
+//! grace period again (crun's run takes about twice as long), which is what
+//! a lone `crun run` on an idle host pays, but it flatters the warm pool. crun gets the namespaces (a user namespace
 //! included) and limits that a Glassbox container gets, so both do
 //! comparable work.
 
@@ -143,17 +149,27 @@ fn run() -> Res<()> {
     let mut t_gbx = Vec::with_capacity(iters);
     let mut t_cold = Vec::with_capacity(iters);
     let mut t_crun = Vec::with_capacity(iters);
+    // Each run starts with the warm pool's replacement entry ready (see the
+    // module's comment).
+    let pause = Duration::from_millis(env_usize("GLASSBOX_BENCH_PAUSE_MS", 0)? as u64);
+    let settle = || {
+        wait_for_ready_entry(&state_dir);
+        std::thread::sleep(pause);
+    };
     for i in 0..iters {
+        settle();
         let t = Instant::now();
         let out = gbx_cold(i)?;
         t_cold.push(t.elapsed());
         check("gbx cold", &out)?;
 
+        settle();
         let t = Instant::now();
         let out = gbx_run(i)?;
         t_gbx.push(t.elapsed());
         check("gbx", &out)?;
 
+        settle();
         let t = Instant::now();
         let out = crun_run(1 + warmup + i)?;
         t_crun.push(t.elapsed());
@@ -202,6 +218,22 @@ fn run() -> Res<()> {
         cold.mean / c.mean
     );
     Ok(())
+}
+
+/// Wait (two seconds at most) until the warm pool holds a ready entry.
+fn wait_for_ready_entry(state_dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let ready = || {
+        std::fs::read_dir(state_dir.join("pool"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .any(|e| e.path().join("ready").exists())
+            })
+            .unwrap_or(false)
+    };
+    while !ready() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 fn spawn(cmd: &mut Command) -> Res<Output> {

@@ -277,11 +277,14 @@ impl Prepared {
 /// command runs, report, then serve until the container exits.
 fn become_container(mut prepared: Prepared, spawn: SpawnChannel) -> i32 {
     match claim_and_start(&mut prepared, &spawn) {
-        Ok((dir, config, output, state, refilling)) => {
+        Ok((dir, config, output, state, refill)) => {
             let _ = spawn.send(&SpawnReport::Started {
                 host_pid: state.host_pid.unwrap_or(0),
                 supervisor_pid: std::process::id(),
             });
+            // The refill starts now, while the command runs: forking takes a
+            // few hundred microseconds that the report above need not wait for.
+            let refilling = refill.as_ref().and_then(warm::start_refill);
             prepared
                 .into_server(dir, config, output, state)
                 .with_spawn(spawn)
@@ -301,7 +304,7 @@ type Started = (
     ContainerConfig,
     Option<OwnedFd>,
     RuntimeState,
-    Option<Pid>,
+    Option<super::messages::Refill>,
 );
 
 fn claim_and_start(
@@ -345,14 +348,11 @@ fn claim_and_start(
         network::host::attach(net, prepared.pid.as_raw())
             .map_err(|e| setup_err(format!("attaching the network: {e}")))?;
     }
-    send_go(prepared, plan, fds)?;
-    // The refill starts now, while the container process execs the command.
-    let refilling = claim.refill.as_ref().and_then(warm::start_refill);
-    let master = wait_for_exec(prepared)?;
+    let master = start_command(prepared, plan, fds)?;
     let state = running_state(prepared);
     dir.write_state(&state)
         .map_err(|e| setup_err(e.to_string()))?;
-    Ok((dir, config, master.or(output_read), state, refilling))
+    Ok((dir, config, master.or(output_read), state, claim.refill))
 }
 
 fn init_plan(config: &ContainerConfig, rootfs: Option<RootfsSpec>, stdio: StdioPlan) -> InitPlan {
@@ -380,21 +380,12 @@ fn start_command(
     plan: InitPlan,
     fds: Vec<OwnedFd>,
 ) -> Result<Option<OwnedFd>, (String, i32)> {
-    send_go(prepared, plan, fds)?;
-    wait_for_exec(prepared)
-}
-
-fn send_go(prepared: &Prepared, plan: InitPlan, fds: Vec<OwnedFd>) -> Result<(), (String, i32)> {
     let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
     prepared
         .chan
         .send_with_fds(&ToChild::Go(plan), &raw)
-        .map_err(|e| (format!("starting the container: {e}"), 125))
-}
-
-/// Wait until the container process has exec'd its command (its channel
-/// closes on exec); see [`start_command`].
-fn wait_for_exec(prepared: &mut Prepared) -> Result<Option<OwnedFd>, (String, i32)> {
+        .map_err(|e| (format!("starting the container: {e}"), 125))?;
+    drop(fds);
     let mut master = None;
     loop {
         match prepared.chan.recv_within(HANDSHAKE_WAIT) {
