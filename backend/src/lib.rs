@@ -183,6 +183,8 @@ pub async fn serve(config: Config) -> Result<(SocketAddr, ServerHandle), ServeEr
     opts.cgroup_parent = config.cgroup_parent.clone();
     opts.warm_pool = config.warm_pool;
     opts.shell_pool = config.shell_pool;
+    // A create that asks for no limit gets these: its claim sets none.
+    opts.shell_limits = limits::defaults(&config.limits);
     // The server refills in the pauses between creates (`monitor`).
     opts.refill_on_claim = false;
     opts.egress = config.network.egress_options()?;

@@ -34,6 +34,7 @@ tests!(
     forwarded_for_from_an_untrusted_peer_is_ignored,
     container_creation_and_sockets_are_rate_limited,
     a_resize_flood_is_held_and_the_last_size_wins,
+    running_shells_are_claimed_with_default_or_asked_limits,
 );
 
 const T: Duration = Duration::from_secs(15);
@@ -1045,5 +1046,70 @@ async fn a_resize_flood_is_held_and_the_last_size_wins() {
         "the last size did not win: {:?}",
         term.text()
     );
+    s.stop().await;
+}
+
+/// Wait until the runtime's pool holds a ready running shell.
+async fn ready_shell_entry(s: &Server) {
+    let pool = s.state_dir().join("pool");
+    let ready = || {
+        std::fs::read_dir(&pool).ok().is_some_and(|rd| {
+            rd.filter_map(|e| e.ok())
+                .any(|e| e.path().join("ready").exists() && e.path().join("shell.json").exists())
+        })
+    };
+    let deadline = std::time::Instant::now() + T;
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no running shell in the pool"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Running shells are made with the server's default limits: a create that
+/// asks for none has nothing to set, one that asks for others gets them.
+async fn running_shells_are_claimed_with_default_or_asked_limits() {
+    let s = Server::start(|_| {}).await;
+    let token = s.session().await;
+    const MIB: u64 = 1024 * 1024;
+    for (asked, memory, pids, disk_kib) in [
+        (json!({}), 256 * MIB, 256, 256 * 1024),
+        (
+            json!({"limits": {"memory_bytes": 64 * MIB, "pids": 40, "disk_bytes": 32 * MIB}}),
+            64 * MIB,
+            40,
+            32 * 1024,
+        ),
+    ] {
+        ready_shell_entry(&s).await;
+        let c = s.container(&token, asked.clone()).await;
+        let id = c["id"].as_str().unwrap().to_string();
+        let claimed = s.state_dir().join("containers").join(&id);
+        assert!(
+            claimed.join("shell.json").exists(),
+            "{asked}: the create did not take a running shell"
+        );
+        let (_, stats) = s
+            .get(&token, &format!("/api/v1/containers/{id}/stats"))
+            .await;
+        assert_eq!(stats["memory_limit"], memory, "{asked}: {stats}");
+        assert_eq!(stats["pids_limit"], pids, "{asked}: {stats}");
+        let mut ws = s
+            .ws(&token, &format!("/api/v1/containers/{id}/tty"), &[])
+            .await
+            .expect("tty upgrade");
+        let mut term = Term::default();
+        type_line(&mut ws, "df -k / | tail -n 1").await;
+        let size = format!(" {disk_kib} ");
+        assert!(
+            read_until(&mut ws, &mut term, T, |t| t.text().contains(&size)).await,
+            "{asked}: the RW layer is not {disk_kib} KiB: {:?}",
+            term.text()
+        );
+        let (status, _) = s.delete(&token, &format!("/api/v1/containers/{id}")).await;
+        assert_eq!(status, 204);
+    }
     s.stop().await;
 }

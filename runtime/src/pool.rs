@@ -56,6 +56,9 @@ pub struct PoolEntry {
     /// Start time of the supervisor (field 22 of /proc/PID/stat), to tell it from a recycled PID.
     pub supervisor_start: Option<u64>,
     pub created_at_ms: u64,
+    /// The limits its cgroup was made with (see [`Refill::limits`]).
+    #[serde(default)]
+    pub limits: Limits,
 }
 
 pub fn pool_dir(state: &StateDir) -> PathBuf {
@@ -246,6 +249,9 @@ pub struct Refill<'a> {
     /// `Some`: shell entries, whose container config (for the entry's id,
     /// cgroup and id range) this gives; `None`: parked entries.
     pub shell: Option<&'a ShellConfig<'a>>,
+    /// The limits an entry's cgroup (and a shell entry's RW layer) is made
+    /// with; a claim asking for the same has none to set.
+    pub limits: Limits,
     /// Asked before each entry: false stops the refill (the caller's
     /// creates have resumed).
     pub keep_going: &'a dyn Fn() -> bool,
@@ -334,7 +340,7 @@ fn spawn_one(state: &StateDir, refill: &Refill) -> Result<Option<std::process::C
     let cgroup = match Cgroup::create(
         &CgroupParent(refill.cgroup_parent.map(str::to_string)),
         &id,
-        &Limits::default(),
+        &refill.limits,
     ) {
         Ok(c) => c,
         Err(e) => {
@@ -350,6 +356,7 @@ fn spawn_one(state: &StateDir, refill: &Refill) -> Result<Option<std::process::C
         supervisor_pid: None,
         supervisor_start: None,
         created_at_ms: state::now_ms(),
+        limits: refill.limits,
     };
     let record = dir.join("pool.json");
     if let Err(e) = state::write_json_atomic(&record, &entry) {

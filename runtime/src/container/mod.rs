@@ -82,6 +82,10 @@ pub struct RuntimeOptions {
     /// terminal already, for creates that ask for nothing but limits (see
     /// [`pool`]). Other creates take a parked entry (`warm_pool`).
     pub shell_pool: usize,
+    /// The limits shell entries are made with (cgroup and RW layer): a
+    /// claim that asks for these sets none, which is most of its work. A
+    /// server passes its default limits.
+    pub shell_limits: Limits,
     /// Whether a claim refills the pool at once (from the claimed
     /// container's supervisor). A long-lived caller turns it off and calls
     /// [`Runtime::refill_pool_by`] when creates pause, so that a burst of
@@ -102,6 +106,7 @@ impl RuntimeOptions {
             warm_idle: pool::DEFAULT_IDLE,
             warm_image: crate::image::BUSYBOX_IMAGE.to_string(),
             shell_pool: 0,
+            shell_limits: Limits::default(),
             refill_on_claim: true,
             egress: None,
         }
@@ -142,6 +147,7 @@ pub struct Runtime {
     warm_idle: std::time::Duration,
     warm_image: String,
     shell_pool: usize,
+    shell_limits: Limits,
     refill_on_claim: bool,
     egress: Option<EgressOptions>,
     /// Our own namespaces' inodes, which `inspect` shows beside the
@@ -171,6 +177,7 @@ impl Runtime {
             warm_idle: opts.warm_idle,
             warm_image: opts.warm_image,
             shell_pool: opts.shell_pool,
+            shell_limits: opts.shell_limits,
             refill_on_claim: opts.refill_on_claim,
             egress: opts.egress,
             host_namespaces: crate::namespaces::inodes("self").unwrap_or_default(),

@@ -57,7 +57,11 @@ impl Runtime {
         let made = (|| -> Result<()> {
             pool::write_claimed_config(&dir, &config)?;
             failpoint::hit("create.config_written");
-            Cgroup::open(&config.cgroup).set_limits(&opts.limits)?;
+            // An entry made with the limits asked for has none to set (the
+            // RW layer's size is checked by `resize`).
+            if opts.limits != entry.limits {
+                Cgroup::open(&config.cgroup).set_limits(&opts.limits)?;
+            }
             rootfs::rw::resize(&dir, opts.limits.disk_bytes)?;
             failpoint::hit("create.rw_mounted");
             Ok(())
@@ -103,20 +107,21 @@ impl Runtime {
             }
         };
         let layers: Vec<PathBuf> = image.layer_dirs().into_iter().map(PathBuf::from).collect();
+        let shell_opts = CreateOptions {
+            limits: self.shell_limits,
+            ..shell_options(&self.warm_image)
+        };
         let shell_config = |id: &str, cgroup: CgroupRecord, id_map: IdRange| {
-            container_config(
-                id,
-                &shell_options(&self.warm_image),
-                &image,
-                cgroup,
-                id_map,
-                None,
-            )
+            container_config(id, &shell_opts, &image, cgroup, id_map, None)
         };
         let mut children = Vec::new();
-        for (target, shell) in [
-            (self.shell_pool, Some(&shell_config as &pool::ShellConfig)),
-            (self.warm_pool, None),
+        for (target, shell, limits) in [
+            (
+                self.shell_pool,
+                Some(&shell_config as &pool::ShellConfig),
+                self.shell_limits,
+            ),
+            (self.warm_pool, None, Limits::default()),
         ] {
             children.extend(pool::spawn(
                 &self.state,
@@ -127,6 +132,7 @@ impl Runtime {
                     target,
                     at_most: at_most - children.len(),
                     shell,
+                    limits,
                     keep_going,
                 },
             ));

@@ -263,6 +263,9 @@ fn run(cli: Cli) -> Result<i32> {
         warm_idle: std::time::Duration::from_secs(cli.warm_idle_secs),
         warm_image: cli.warm_image.clone(),
         shell_pool: cli.shell_pool,
+        // gbx's creates ask for no limit unless told: its shell entries
+        // have none.
+        shell_limits: Default::default(),
         refill_on_claim: true,
         egress,
     })

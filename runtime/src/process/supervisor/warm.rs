@@ -33,7 +33,7 @@ pub(super) fn run_warm(args: WarmArgs) -> i32 {
     // only undo what they cannot see: our container process.
     // The RW layer is mounted before the clone so that the container's mount
     // namespace has it; the claim only resizes it.
-    if crate::rootfs::rw::create(&dir, None, &entry.id_map).is_err() {
+    if crate::rootfs::rw::create(&dir, entry.limits.disk_bytes, &entry.id_map).is_err() {
         return 1;
     }
     // A shell entry's config was written with the entry: it starts now and
@@ -238,6 +238,7 @@ fn refill_pool(r: &Refill, state: &StateDir, lock: Option<&StateLock>) {
         target: r.target,
         at_most: r.target,
         shell: None,
+        limits: protocol::Limits::default(),
         keep_going: &|| true,
     };
     // Dropping a Child neither kills nor waits for it.
