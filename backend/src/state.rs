@@ -33,6 +33,10 @@ pub struct Shared {
     pub closing: watch::Sender<Closing>,
     /// Bounds the container creations running at once.
     pub create_gate: Semaphore,
+    /// Claims of running shells from the warm pool take turns, first come
+    /// first served: they take turns on the runtime's state lock anyway,
+    /// which does not keep their order (see `routes::containers::create`).
+    pub claim_gate: Semaphore,
     /// How fast each client may create sessions, containers and sockets.
     pub rate: RateLimits,
     /// When the warm pool is refilled.
@@ -46,6 +50,7 @@ impl Shared {
             db,
             closing: watch::channel(Closing::No).0,
             create_gate: Semaphore::new(config.capacity.parallel_creates as usize),
+            claim_gate: Semaphore::new(1),
             rate: RateLimits::new(&config.rate),
             pool_refill: Default::default(),
             runtime: Arc::new(runtime),

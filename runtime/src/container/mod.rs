@@ -216,28 +216,18 @@ impl Runtime {
             (NetworkMode::Egress, Some(egress)) => Some(egress),
             (NetworkMode::Egress, None) => return Err(NetworkError::EgressDisabled.into()),
         };
+        if let Some(started) = self.claim_running_shell(&opts)? {
+            return Ok(started);
+        }
         let image = self.images.resolve(&opts.image)?;
         let (dir, warm, config) = {
-            let lock = self.state.lock()?;
+            let _lock = self.state.lock()?;
             if let Some(name) = &opts.name {
                 if self.find_by_name(name)?.is_some() {
                     return Err(ContainerError::NameInUse(name.clone()));
                 }
             }
             let layers = image.layer_dirs();
-            let wants_shell = self.shell_pool > 0 && warm::wants_shell(&opts, &self.warm_image);
-            if let Some(entry) = wants_shell
-                .then(|| pool::take(&self.state, &layers, true))
-                .flatten()
-            {
-                // The rest of the claim could do without the lock, but a
-                // burst of claims that take turns has its first prompts
-                // sooner than one whose claims all share the CPU and end
-                // together (p50 29–30 ms against 53–58 ms for 50 at once).
-                let started = self.claim_running(entry, &image, &opts);
-                drop(lock);
-                return started;
-            }
             let warm = (self.warm_pool > 0)
                 .then(|| pool::take(&self.state, &layers, false))
                 .flatten();

@@ -34,6 +34,32 @@ pub(super) fn wants_shell(opts: &CreateOptions, warm_image: &str) -> bool {
 }
 
 impl Runtime {
+    /// Whether a create with `opts` is one a running shell of the pool
+    /// serves (when one is ready): it asks for nothing but limits.
+    pub fn wants_running_shell(&self, opts: &CreateOptions) -> bool {
+        self.shell_pool > 0 && wants_shell(opts, &self.warm_image)
+    }
+
+    /// Create by taking a running shell from the pool, if one is ready for
+    /// `opts`; `Ok(None)` if not, and [`Runtime::create`] makes it another
+    /// way (it tries this first). A caller can so give these claims, which
+    /// take turns on the state lock anyway, an order of its own.
+    pub fn claim_running_shell(&self, opts: &CreateOptions) -> Result<Option<Started>> {
+        if !self.wants_running_shell(opts) {
+            return Ok(None);
+        }
+        let image = self.images.resolve(&opts.image)?;
+        // The rest of the claim could do without the lock, but a burst of
+        // claims that take turns has its first prompts sooner than one whose
+        // claims all share the CPU and end together (p50 29–30 ms against
+        // 53–58 ms for 50 at once).
+        let _lock = self.state.lock()?;
+        let Some(entry) = pool::take(&self.state, &image.layer_dirs(), true) else {
+            return Ok(None);
+        };
+        self.claim_running(entry, &image, opts).map(Some)
+    }
+
     /// Finish the claim of a pool entry that runs its shell already (its
     /// directory renamed to `containers/<id>`): its config, its limits,
     /// and nothing to start. Its supervisor follows the rename (see
