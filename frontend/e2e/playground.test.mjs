@@ -145,8 +145,11 @@ test('a dropped socket reconnects and replays what was missed', async () => {
 test('kill -9 of the server: the terminal reconnects by itself to the same shell', async () => {
   await clearScreen(page);
   const [, before] = await run(page, 'echo shell=$$', /^shell=(\d+)\s*$/);
-  // Output that the shell makes while the server is down.
-  await typeLine(page, 'sleep 2; echo while-$((3*3))-down');
+  // Output that the shell makes while the server is down. The kill waits
+  // until the shell runs the line: a key pressed just before it could still
+  // be on its way through the server, and be lost with it.
+  await typeLine(page, 'echo run-$((2*2)); sleep 2; echo while-$((3*3))-down');
+  await waitForScreen(page, /^run-4/);
   await server.kill9();
   await new Promise((r) => setTimeout(r, 3000));
   await server.restart();
