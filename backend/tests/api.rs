@@ -1051,12 +1051,11 @@ async fn a_resize_flood_is_held_and_the_last_size_wins() {
 
 /// Wait until the runtime's pool holds a ready running shell.
 async fn ready_shell_entry(s: &Server) {
-    let pool = s.state_dir().join("pool");
+    let rt = &s.handle.as_ref().expect("a server of ours").state.runtime;
     let ready = || {
-        std::fs::read_dir(&pool).ok().is_some_and(|rd| {
-            rd.filter_map(|e| e.ok())
-                .any(|e| e.path().join("ready").exists() && e.path().join("shell.json").exists())
-        })
+        rt.pool_entries()
+            .iter()
+            .any(|e| rt.pool_entry_ready(e) && rt.pool_entry_runs_shell(e))
     };
     let deadline = std::time::Instant::now() + T;
     while !ready() {

@@ -259,16 +259,22 @@ impl StateLock {
         self.0.as_raw_fd()
     }
 
+    /// Our fd, which the caller now owns, without unlocking: dropping the
+    /// Flock would unlock the open file, and with it every copy of the fd a
+    /// forked child holds.
+    pub fn into_raw_fd(self) -> std::os::fd::RawFd {
+        let fd = self.as_raw_fd();
+        std::mem::forget(self);
+        fd
+    }
+
     /// Close our fd without unlocking. A flock belongs to the open file, not
     /// to the process: a child forked while we held it keeps it, through its
     /// copy of the fd, until that copy is closed (at the latest, when the
     /// child exits).
     pub fn hand_over(self) {
-        let fd = self.as_raw_fd();
-        // Dropping the Flock would unlock the open file the child shares.
-        std::mem::forget(self);
-        // SAFETY: `fd` belonged to the forgotten File; nothing else closes it.
-        unsafe { libc::close(fd) };
+        // SAFETY: the fd is ours alone (see into_raw_fd).
+        unsafe { libc::close(self.into_raw_fd()) };
     }
 
     /// The lock a parent handed over (see [`StateLock::hand_over`]), on an

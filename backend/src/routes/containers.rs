@@ -249,7 +249,9 @@ async fn make_container(
         .acquire()
         .await
         .map_err(ApiError::internal)?;
-    state.blocking(move |rt| rt.create(opts).map(made)).await
+    state
+        .blocking(move |rt| rt.create_without_running_shell(opts).map(made))
+        .await
 }
 
 /// How long a stopped container's processes get between SIGTERM and SIGKILL.

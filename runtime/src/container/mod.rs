@@ -198,6 +198,16 @@ impl Runtime {
 
     /// Create and start a container; returns once its command runs.
     pub fn create(&self, opts: CreateOptions) -> Result<Started> {
+        self.create_with(opts, true)
+    }
+
+    /// [`Runtime::create`] for a caller whose [`Runtime::claim_running_shell`]
+    /// found no running shell just now: the pool is not looked at again.
+    pub fn create_without_running_shell(&self, opts: CreateOptions) -> Result<Started> {
+        self.create_with(opts, false)
+    }
+
+    fn create_with(&self, opts: CreateOptions, try_running_shell: bool) -> Result<Started> {
         let size: usize = opts.cmd.iter().chain(&opts.env).map(|s| s.len() + 1).sum();
         if size > MAX_CMD_ENV_BYTES {
             return Err(ContainerError::TooLarge {
@@ -216,8 +226,10 @@ impl Runtime {
             (NetworkMode::Egress, Some(egress)) => Some(egress),
             (NetworkMode::Egress, None) => return Err(NetworkError::EgressDisabled.into()),
         };
-        if let Some(started) = self.claim_running_shell(&opts)? {
-            return Ok(started);
+        if try_running_shell {
+            if let Some(started) = self.claim_running_shell(&opts)? {
+                return Ok(started);
+            }
         }
         let image = self.images.resolve(&opts.image)?;
         let (dir, warm, config) = {

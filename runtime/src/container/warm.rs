@@ -41,8 +41,9 @@ impl Runtime {
     }
 
     /// Create by taking a running shell from the pool, if one is ready for
-    /// `opts`; `Ok(None)` if not, and [`Runtime::create`] makes it another
-    /// way (it tries this first). A caller can so give these claims, which
+    /// `opts`; `Ok(None)` if not, and
+    /// [`Runtime::create_without_running_shell`] makes it another way
+    /// ([`Runtime::create`] tries this first). A caller can so give these claims, which
     /// take turns on the state lock anyway, an order of its own.
     pub fn claim_running_shell(&self, opts: &CreateOptions) -> Result<Option<Started>> {
         if !self.wants_running_shell(opts) {

@@ -189,12 +189,7 @@ pub(super) fn start_refill(r: &Refill) -> Option<Pid> {
             // sockets) is the refill's business: hold no copy of them, but
             // for the lock, which moves to fd 3 (still close-on-exec: the
             // supervisors we start must not hold it).
-            let lock = lock.and_then(|l| {
-                let fd3 = keep_as_fd3(l.as_raw_fd());
-                // Dropping it would unlock the open file the parent shares.
-                std::mem::forget(l);
-                fd3
-            });
+            let lock = lock.and_then(|l| keep_as_fd3(l.into_raw_fd()));
             crate::process::close_fds_from(if lock.is_some() { 4 } else { 3 });
             let lock = lock.and_then(StateLock::inherited);
             refill_pool(r, &state, lock.as_ref());
