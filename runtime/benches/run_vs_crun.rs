@@ -220,16 +220,23 @@ fn run() -> Res<()> {
     Ok(())
 }
 
-/// Wait (two seconds at most) until the warm pool holds a ready entry.
+/// Wait (two seconds at most) until the warm pool holds a ready entry and
+/// the containers of the runs before are gone, files and all: `--rm`
+/// reports the exit before it deletes the container's files, and that
+/// work must not land in the next run, crun's or gbx's.
 fn wait_for_ready_entry(state_dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(2);
     let ready = || {
-        std::fs::read_dir(state_dir.join("pool"))
+        let pool_ready = std::fs::read_dir(state_dir.join("pool"))
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
                     .any(|e| e.path().join("ready").exists())
             })
-            .unwrap_or(false)
+            .unwrap_or(false);
+        let no_containers = std::fs::read_dir(state_dir.join("containers"))
+            .map(|rd| !rd.filter_map(|e| e.ok()).any(|e| e.file_name() != ".lock"))
+            .unwrap_or(true);
+        pool_ready && no_containers
     };
     while !ready() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
