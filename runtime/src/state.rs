@@ -231,20 +231,47 @@ impl StateDir {
         }
     }
 
-    fn lock_with(&self, how: nix::fcntl::FlockArg) -> Result<StateLock, StateError> {
+    /// The lock's file, open but not locked (see [`StateLockFile`]).
+    pub fn lock_file(&self) -> Result<StateLockFile, StateError> {
         let path = self.containers().join(".lock");
-        let file = File::options()
+        File::options()
             .create(true)
             .append(true)
             .open(&path)
-            .map_err(io("opening lock", &path))?;
+            .map(StateLockFile)
+            .map_err(io("opening lock", &path))
+    }
+
+    fn lock_with(&self, how: nix::fcntl::FlockArg) -> Result<StateLock, StateError> {
+        let StateLockFile(file) = self.lock_file()?;
         nix::fcntl::Flock::lock(file, how)
             .map(StateLock)
             .map_err(|(_, e)| StateError::Io {
                 what: "locking",
-                path,
+                path: self.containers().join(".lock"),
                 source: e.into(),
             })
+    }
+}
+
+/// The state lock's file, open but not locked: a process forked while it is
+/// open shares the open file, and with it any lock taken on it later, by
+/// either process (a flock belongs to the open file).
+pub struct StateLockFile(File);
+
+impl StateLockFile {
+    /// The lock if nobody else holds it, taken on this open file.
+    pub fn try_lock(&self) -> Option<StateLock> {
+        let file = self.0.try_clone().ok()?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .ok()
+            .map(StateLock)
+    }
+}
+
+impl From<StateLockFile> for std::os::fd::OwnedFd {
+    fn from(f: StateLockFile) -> Self {
+        f.0.into()
     }
 }
 
@@ -252,18 +279,12 @@ impl StateDir {
 pub struct StateLock(nix::fcntl::Flock<File>);
 
 impl StateLock {
-    /// The lock's fd, for a child about to be forked to keep (see
-    /// [`StateLock::hand_over`]).
-    pub fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
-        self.0.as_raw_fd()
-    }
-
     /// Our fd, which the caller now owns, without unlocking: dropping the
     /// Flock would unlock the open file, and with it every copy of the fd a
     /// forked child holds.
     pub fn into_raw_fd(self) -> std::os::fd::RawFd {
-        let fd = self.as_raw_fd();
+        use std::os::fd::AsRawFd;
+        let fd = self.0.as_raw_fd();
         std::mem::forget(self);
         fd
     }
@@ -277,11 +298,11 @@ impl StateLock {
         unsafe { libc::close(self.into_raw_fd()) };
     }
 
-    /// The lock a parent handed over (see [`StateLock::hand_over`]), on an
-    /// fd inherited across fork: locking an open file that holds the lock
-    /// already returns at once. `None` if `fd` does not hold it.
-    pub fn inherited(fd: std::os::fd::OwnedFd) -> Option<StateLock> {
-        nix::fcntl::Flock::lock(File::from(fd), nix::fcntl::FlockArg::LockExclusiveNonblock)
+    /// The lock on an inherited open file (see [`StateLockFile`]), waiting
+    /// for it if somebody else holds it; at once if this open file holds it
+    /// already. `None` if locking fails.
+    pub fn wait_inherited(fd: std::os::fd::OwnedFd) -> Option<StateLock> {
+        nix::fcntl::Flock::lock(File::from(fd), nix::fcntl::FlockArg::LockExclusive)
             .ok()
             .map(StateLock)
     }

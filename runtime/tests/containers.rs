@@ -311,6 +311,52 @@ fn container_run_rm_is_gone_on_return_and_its_files_follow() {
 }
 
 #[test]
+fn container_claim_refills_the_pool_and_a_drain_after_the_exit_finds_it_whole() {
+    let env = Env::new();
+    env.ok(&["pool", "fill"]);
+    let first = wait_for("a warm container", Duration::from_secs(10), || {
+        ready_pool_ids(&env).pop()
+    });
+    // The refill waits for the claimed container's start-up, but is under
+    // way (holding the state lock) by the time the exit is reported: a
+    // drain right after it removes the replacement, and nothing comes later.
+    env.ok(&["run", "--rm", "busybox", "true"]);
+    env.ok(&["pool", "drain"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(pool_ids(&env).is_empty(), "{:?}", pool_ids(&env));
+    let pool = env.path().join("pool");
+    assert!(pool
+        .read_dir()
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true));
+    assert!(
+        processes_naming(&pool).is_empty(),
+        "{:?}",
+        processes_naming(&pool)
+    );
+    // A claim refills the pool once its command exits ...
+    env.ok(&["pool", "fill"]);
+    let second = wait_for("a warm container", Duration::from_secs(10), || {
+        ready_pool_ids(&env).pop()
+    });
+    assert_ne!(second, first);
+    env.ok(&["run", "--rm", "busybox", "true"]);
+    wait_for("a refill after the exit", Duration::from_secs(10), || {
+        ready_pool_ids(&env).into_iter().find(|p| *p != second)
+    });
+    // ... and while a longer one still runs.
+    let id = env.detached(&[], &["sleep", "30"]);
+    wait_for(
+        "a refill beside a running container",
+        Duration::from_secs(10),
+        || ready_pool_ids(&env).into_iter().find(|p| *p != id),
+    );
+    env.ok(&["rm", "-f", &id]);
+    env.ok(&["pool", "drain"]);
+    env.assert_clean();
+}
+
+#[test]
 fn container_rm_and_auto_remove_clean_up_everything() {
     let env = Env::new();
     let id = env.detached(&["--rm"], &["sh", "-c", "sleep 0.3"]);
@@ -453,11 +499,21 @@ fn container_unclaimed_warm_containers_remove_themselves() {
     let env = Env::new();
     env.ok(&["--warm-idle-secs", "1", "pool", "fill"]);
     let warm = wait_for("a warm container", Duration::from_secs(10), || {
-        pool_ids(&env).pop()
+        ready_pool_ids(&env).pop()
     });
     let entry = env.path().join("pool").join(&warm);
     let dirs = common::entry_cgroup_dirs(&entry);
+    // Its supervisor, its container process and the refill child it keeps
+    // parked for a claim.
+    assert!(
+        processes_naming(&entry).len() >= 3,
+        "{:?}",
+        processes_naming(&entry)
+    );
     common::assert_entry_goes("the idle warm container to go", &entry, dirs);
+    wait_for("its processes to go", Duration::from_secs(5), || {
+        processes_naming(&entry).is_empty().then_some(())
+    });
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(
         !mounts.contains(&warm),

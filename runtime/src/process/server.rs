@@ -6,7 +6,7 @@ use super::exec::{self, ExecRequest};
 use super::messages::SpawnReport;
 use super::pooled::{self, Pooled, Standing};
 use super::ring::Ring;
-use super::supervisor::{finished_state, free_host, Forgotten, SpawnChannel};
+use super::supervisor::{finished_state, free_host, Forgotten, OwedRefill, SpawnChannel};
 use super::wire::{self, Frame, Reply, Request, Target};
 use crate::cgroups::Cgroup;
 use crate::namespaces::Kind;
@@ -147,7 +147,10 @@ pub struct Server {
     state: RuntimeState,
     spawn: Option<SpawnChannel>,
     main_attached: bool,
-    /// The child refilling the warm pool, until it is reaped.
+    /// The pool refill this claim owes, until it is due.
+    owed_refill: Option<OwedRefill>,
+    /// The released refill child, if the exit report has to wait for it,
+    /// until it is reaped.
     refill: Option<Pid>,
     /// A shell entry's container, until it is claimed.
     pooled: Option<Pooled>,
@@ -211,6 +214,7 @@ impl Server {
             state,
             spawn: None,
             main_attached: false,
+            owed_refill: None,
             refill: None,
             pooled: None,
         }
@@ -246,14 +250,18 @@ impl Server {
         }
     }
 
-    /// The child refilling the warm pool, if it could not be handed the
-    /// state lock (see `supervisor::warm::start_refill`): the exit is
-    /// reported only once it is done, so that whoever learns of the exit
-    /// (`gbx run --rm` returning, a test tearing its state dir down) finds
-    /// the pool complete, not an entry still being made.
-    pub fn with_refill(mut self, refill: Option<Pid>) -> Server {
-        self.refill = refill;
+    /// The pool refill this claim owes: released when it is due or when
+    /// the container exits, whichever comes first.
+    pub fn with_refill(mut self, refill: Option<OwedRefill>) -> Server {
+        self.owed_refill = refill;
         self
+    }
+
+    /// Release the owed refill (see [`super::supervisor::ParkedRefill::release`]).
+    fn release_refill(&mut self) {
+        if let Some(owed) = self.owed_refill.take() {
+            self.refill = owed.release();
+        }
     }
 
     /// Keep the spawner's channel, to send it the exit code.
@@ -283,6 +291,14 @@ impl Server {
             // containers must not cost a thousand wake-ups four times a
             // second. The long cap is only a safety net.
             let mut max_wait = IDLE_WAIT;
+            if let Some(due) = self.owed_refill.as_ref().map(|r| r.due) {
+                let left = due.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    self.release_refill();
+                } else {
+                    max_wait = max_wait.min(left);
+                }
+            }
             if self.pooled.is_some() {
                 if !self.follow_claim() {
                     return 1;
@@ -818,6 +834,7 @@ impl Server {
             tracing::warn!(container = %self.config.id, error = %e, "could not record the exit");
         }
         self.broadcast_exit(0, code);
+        self.release_refill();
         self.wait_for_refill();
         if let Some(spawn) = self.spawn.take() {
             let _ = spawn.send(&SpawnReport::Exited { code });

@@ -5,9 +5,7 @@
 
 use super::channel::{self, Channel};
 use super::init::{self, EarlyContext};
-use super::messages::{
-    Claim, FromChild, InitPlan, Refill, RootfsSpec, SpawnReport, StdioPlan, ToChild,
-};
+use super::messages::{Claim, FromChild, InitPlan, RootfsSpec, SpawnReport, StdioPlan, ToChild};
 use super::server::{Server, Session};
 use super::spawn::SPAWN_FD;
 use crate::cgroups::Cgroup;
@@ -23,8 +21,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
+mod refill;
 mod warm;
 
+pub use refill::{OwedRefill, ParkedRefill};
 pub use warm::connect_claim;
 
 pub type SpawnChannel = Channel<SpawnReport, Claim>;
@@ -97,7 +97,7 @@ fn run_cold(dir: PathBuf) -> i32 {
             return 1;
         }
     };
-    become_container(prepared, spawn)
+    become_container(prepared, spawn, None)
 }
 
 /// A container process cloned into fresh namespaces and its cgroup, parked
@@ -275,20 +275,25 @@ impl Prepared {
 
 /// Receive the claim, send the container process its plan, wait until the
 /// command runs, report, then serve until the container exits.
-fn become_container(mut prepared: Prepared, spawn: SpawnChannel) -> i32 {
+fn become_container(
+    mut prepared: Prepared,
+    spawn: SpawnChannel,
+    parked_refill: Option<ParkedRefill>,
+) -> i32 {
     match claim_and_start(&mut prepared, &spawn) {
         Ok((dir, config, output, state, refill)) => {
             let _ = spawn.send(&SpawnReport::Started {
                 host_pid: state.host_pid.unwrap_or(0),
                 supervisor_pid: std::process::id(),
             });
-            // The refill starts now, while the command runs: forking takes a
-            // few hundred microseconds that the report above need not wait for.
-            let refilling = refill.as_ref().and_then(warm::start_refill);
+            // A cold supervisor forks its refill child only now: forking
+            // takes a few hundred microseconds that the report need not
+            // wait for. Without a refill to do, a parked child goes.
+            let refill = refill.and_then(|r| OwedRefill::new(r, parked_refill));
             prepared
                 .into_server(dir, config, output, state)
                 .with_spawn(spawn)
-                .with_refill(refilling)
+                .with_refill(refill)
                 .run()
         }
         Err((error, exit_code)) => {

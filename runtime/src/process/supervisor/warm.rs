@@ -1,11 +1,8 @@
 //! The supervisor of a warm-pool entry (see [`crate::pool`]): it prepares
 //! the container, then waits for a claim on its socket (a parked entry) or
 //! starts the shell at once and serves it from the pool (a shell entry).
-//! Also the refill a claimed supervisor starts alongside its container.
 
 use super::*;
-use crate::state::StateLock;
-use std::os::fd::RawFd;
 
 /// A warm container's supervisor. Its entry (directory, cgroup, `pool.json`)
 /// was made by whoever spawned it, under the state lock, so that a drain
@@ -61,12 +58,15 @@ pub(super) fn run_warm(args: WarmArgs) -> i32 {
             None => 1,
         };
     };
+    // The refill a claim will ask for is forked now, while we wait, rather
+    // than beside the claimed container's start-up (see `refill`).
+    let parked_refill = ParkedRefill::fork(&state.root);
     if std::fs::write(dir.dir.join("ready"), b"").is_err() {
         prepared.kill();
         return 1;
     }
     match wait_for_claim(&claims, &state, &entry, args.idle) {
-        Some(chan) => become_container(prepared, chan),
+        Some(chan) => become_container(prepared, chan, parked_refill),
         None => {
             prepared.kill();
             1
@@ -159,86 +159,4 @@ fn accept_within(listener: &OwnedFd, wait: std::time::Duration) -> Option<SpawnC
 /// Connect to a warm container's claim socket.
 pub fn connect_claim(path: &std::path::Path) -> Result<Channel<Claim, SpawnReport>, nix::Error> {
     channel::connect(path)
-}
-
-/// Refill the pool from a child process, alongside the container: making
-/// an entry (cgroups, records, a new supervisor) takes a few milliseconds,
-/// and a command as short as `true` has exited by then, so doing it first
-/// would delay the container by that much. The supervisors it starts
-/// outlive it and are adopted by init.
-///
-/// The child is handed the state lock, taken here before the fork (see
-/// [`StateLock::hand_over`]) and held until the pool is full again. So the
-/// exit need not wait for the refill: whoever learns of it and then drains
-/// the pool (`gbx run --rm` returning and a test tearing its state dir
-/// down) queues on that lock and finds the pool complete, not an entry
-/// still being made. Returns the child to wait for before reporting the
-/// exit: only one that has to take the lock itself, because somebody else
-/// held it at the claim.
-pub(super) fn start_refill(r: &Refill) -> Option<Pid> {
-    let state = StateDir {
-        root: r.state_root.clone(),
-    };
-    let lock = state.try_lock().ok().flatten();
-    // SAFETY: the supervisor is single-threaded, so the child may allocate
-    // and run ordinary code; it leaves with _exit, running no destructor of
-    // the state it shares with us.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            // None of our fds (the terminal, the caller's channel, the
-            // sockets) is the refill's business: hold no copy of them, but
-            // for the lock, which moves to fd 3 (still close-on-exec: the
-            // supervisors we start must not hold it).
-            let lock = lock.and_then(|l| keep_as_fd3(l.into_raw_fd()));
-            crate::process::close_fds_from(if lock.is_some() { 4 } else { 3 });
-            let lock = lock.and_then(StateLock::inherited);
-            refill_pool(r, &state, lock.as_ref());
-            unsafe { libc::_exit(0) }
-        }
-        Ok(ForkResult::Parent { child }) => match lock {
-            Some(lock) => {
-                lock.hand_over();
-                None
-            }
-            None => Some(child),
-        },
-        // No child: refill here rather than not at all.
-        Err(_) => {
-            refill_pool(r, &state, lock.as_ref());
-            None
-        }
-    }
-}
-
-/// Put the open file of `fd` on fd 3, close-on-exec.
-fn keep_as_fd3(fd: RawFd) -> Option<OwnedFd> {
-    const LOCK_FD: RawFd = 3;
-    if fd != LOCK_FD {
-        // SAFETY: dup3 on integers; fd 3 is ours to replace (everything
-        // from it up is closed next).
-        if unsafe { libc::dup3(fd, LOCK_FD, libc::O_CLOEXEC) } < 0 {
-            return None;
-        }
-    }
-    // SAFETY: fd 3 is now this open file, owned by nothing else.
-    Some(unsafe { OwnedFd::from_raw_fd(LOCK_FD) })
-}
-
-/// Start warm containers up to the pool's target.
-fn refill_pool(r: &Refill, state: &StateDir, lock: Option<&StateLock>) {
-    let refill = pool::Refill {
-        cgroup_parent: r.cgroup_parent.as_deref(),
-        idle: std::time::Duration::from_secs(r.idle_secs),
-        layers: &r.layers,
-        target: r.target,
-        at_most: r.target,
-        shell: None,
-        limits: protocol::Limits::default(),
-        keep_going: &|| true,
-    };
-    // Dropping a Child neither kills nor waits for it.
-    drop(match lock {
-        Some(lock) => pool::spawn_holding(state, &refill, lock),
-        None => pool::spawn(state, &refill),
-    });
 }
