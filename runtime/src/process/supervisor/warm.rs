@@ -69,6 +69,9 @@ pub(super) fn run_warm(args: WarmArgs) -> i32 {
         Some(chan) => become_container(prepared, chan, parked_refill),
         None => {
             prepared.kill();
+            // A drain removed the cgroup already; an entry whose state dir
+            // was deleted under it leaves it to us.
+            let _ = Cgroup::open(&entry.cgroup).remove();
             1
         }
     }
