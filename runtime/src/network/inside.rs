@@ -66,20 +66,20 @@ pub fn configure(plan: &InsidePlan) -> Result<(), NetworkError> {
     unsafe {
         let mut req = ifreq();
         req.ifr_ifru.ifru_addr = sockaddr(plan.address);
-        if libc::ioctl(fd, libc::SIOCSIFADDR, &req) < 0 {
+        if libc::ioctl(fd, libc::SIOCSIFADDR as libc::Ioctl, &req) < 0 {
             return Err(sys("setting the address of eth0"));
         }
         let mut req = ifreq();
         req.ifr_ifru.ifru_netmask = sockaddr(mask);
-        if libc::ioctl(fd, libc::SIOCSIFNETMASK, &req) < 0 {
+        if libc::ioctl(fd, libc::SIOCSIFNETMASK as libc::Ioctl, &req) < 0 {
             return Err(sys("setting the netmask of eth0"));
         }
         let mut req = ifreq();
-        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS as libc::Ioctl, &mut req) < 0 {
             return Err(sys("reading the flags of eth0"));
         }
         req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-        if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 {
+        if libc::ioctl(fd, libc::SIOCSIFFLAGS as libc::Ioctl, &req) < 0 {
             return Err(sys("bringing up eth0"));
         }
         let mut route: libc::rtentry = std::mem::zeroed();
@@ -87,7 +87,7 @@ pub fn configure(plan: &InsidePlan) -> Result<(), NetworkError> {
         route.rt_genmask = sockaddr(Ipv4Addr::UNSPECIFIED);
         route.rt_gateway = sockaddr(plan.gateway);
         route.rt_flags = libc::RTF_UP | libc::RTF_GATEWAY;
-        if libc::ioctl(fd, libc::SIOCADDRT, &route) < 0 {
+        if libc::ioctl(fd, libc::SIOCADDRT as libc::Ioctl, &route) < 0 {
             return Err(sys("adding the default route"));
         }
     }

@@ -8,7 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const GBX: &str = env!("CARGO_BIN_EXE_gbx");
+/// The `gbx` under test: the one built with the tests, or another build
+/// (`GLASSBOX_TEST_GBX`, which the test command sets to the static release
+/// build that `cargo gbx-static` makes).
+pub fn gbx() -> std::ffi::OsString {
+    std::env::var_os("GLASSBOX_TEST_GBX").unwrap_or_else(|| env!("CARGO_BIN_EXE_gbx").into())
+}
 
 pub struct Env {
     pub state: tempfile::TempDir,
@@ -73,7 +78,7 @@ impl Env {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(GBX);
+        let mut c = Command::new(gbx());
         c.arg("--state-dir").arg(self.path()).args(args);
         c.stdin(Stdio::null());
         c
