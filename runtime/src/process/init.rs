@@ -335,8 +335,9 @@ fn name_self_init() {
 
 /// Fields 48 and 49 of /proc/self/stat: where argv lives.
 fn argv_area() -> Option<(usize, usize)> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
+    let stat = super::read_proc_stat("self")?;
+    let rest = stat.get(stat.iter().rposition(|b| *b == b')')? + 2..)?;
+    let rest = std::str::from_utf8(rest).ok()?;
     let fields: Vec<&str> = rest.split(' ').collect();
     // `rest` starts at field 3.
     Some((fields.get(45)?.parse().ok()?, fields.get(46)?.parse().ok()?))

@@ -45,6 +45,23 @@ pub fn supervisor_entrypoint() {
     }
 }
 
+/// /proc/PID/stat (`pid` may be `self`) in one read: the kernel makes the whole text again for
+/// every read(2), and `read_to_string`'s small first reads cost five of them.
+pub(crate) fn read_proc_stat(pid: &str) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = vec![0u8; 1024];
+    let mut len = file.read(&mut buf).ok()?;
+    // The text is a few hundred bytes; a longer one is read to its end.
+    if len == buf.len() {
+        buf.truncate(len);
+        file.read_to_end(&mut buf).ok()?;
+        len = buf.len();
+    }
+    buf.truncate(len);
+    Some(buf)
+}
+
 /// Close every fd from `first` up (close_range(2)).
 pub(crate) fn close_fds_from(first: std::os::fd::RawFd) {
     // SAFETY: close_range on integers closes only fds; callers own every
@@ -56,4 +73,38 @@ pub(crate) fn close_fds_from(first: std::os::fd::RawFd) {
 pub(crate) fn dup_onto(src: std::os::fd::RawFd, dst: std::os::fd::RawFd) -> bool {
     // SAFETY: dup2 on integers; a bad fd is an error, not UB.
     unsafe { libc::dup2(src, dst) >= 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::supervisor::process_start_time;
+    use std::process::Command;
+
+    #[test]
+    fn start_time_is_read_whatever_the_process_calls_itself() {
+        // A process may name itself anything, parentheses and bytes that
+        // are not UTF-8 included: it must not pass for gone. Only a process
+        // itself may rename itself, so this one does, for a moment.
+        let pid = std::process::id() as i32;
+        let before = process_start_time(pid).expect("a running process has a start time");
+        let name = std::fs::read("/proc/self/comm").expect("comm");
+        std::fs::write("/proc/self/comm", b"\xff) (x \xfe").expect("rename");
+        let stat = super::read_proc_stat("self");
+        let renamed = process_start_time(pid);
+        std::fs::write("/proc/self/comm", name.trim_ascii_end()).expect("rename back");
+        let stat = stat.expect("stat");
+        assert!(stat.windows(2).any(|w| w == b"\xff)"), "renamed: {stat:?}");
+        assert_eq!(renamed, Some(before));
+
+        let mut child = Command::new("sleep").arg("5").spawn().expect("sleep");
+        let child_pid = child.id() as i32;
+        assert!(process_start_time(child_pid).is_some_and(|t| t >= before));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            process_start_time(child_pid),
+            None,
+            "a reaped process has none"
+        );
+    }
 }
