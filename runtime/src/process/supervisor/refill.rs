@@ -131,15 +131,25 @@ impl OwedRefill {
 }
 
 /// In the child: put the lock's file on [`LOCK_FD`] and the release pipe on
-/// [`GO_FD`], and close every other fd. The terminal, the caller's channel
-/// and the sockets are none of the refill's business, and the release pipe
-/// must see its end of file when the supervisor dies.
+/// [`GO_FD`], close every other fd and point stdio at /dev/null. The
+/// terminal, the caller's channel and stdio, and the sockets are none of the
+/// refill's business, and the release pipe must see its end of file when
+/// the supervisor dies.
 fn keep_only(lock: Option<RawFd>, wait: RawFd) -> bool {
     // Out of the way first: either may sit on the other's target.
     // SAFETY: fcntl on integers; a bad fd is an error, not UB.
     let high = |fd: RawFd| unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64) };
     let wait = high(wait);
     let lock = lock.map(high);
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            let _ = crate::process::dup_onto(null.as_raw_fd(), fd);
+        }
+    }
     // SAFETY: dup3 onto fds that are ours to replace (everything else is
     // closed next); both stay close-on-exec, as the supervisors we start
     // must not hold them.
