@@ -49,6 +49,9 @@ pub fn close(code: u16, reason: &str) -> Message {
     }))
 }
 
+/// What one read from a client's socket takes at most.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// Apply the operator's size limits to an upgrade (or say why it is not one).
 pub fn configure(
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -59,6 +62,10 @@ pub fn configure(
     Ok(ws
         .max_message_size(max_message)
         .max_frame_size(max_message)
+        // tungstenite zero-fills its read buffer up to this size before each
+        // read: its default (128 KiB) cost more than the claim itself in a
+        // burst of creates. A client sends keystrokes, resizes and pastes.
+        .read_buffer_size(READ_BUFFER_BYTES)
         // Outgoing data waits in our bounded channels, not in an unbounded buffer.
         .write_buffer_size(64 * 1024)
         .max_write_buffer_size(1024 * 1024))
