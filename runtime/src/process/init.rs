@@ -335,9 +335,7 @@ fn name_self_init() {
 
 /// Fields 48 and 49 of /proc/self/stat: where argv lives.
 fn argv_area() -> Option<(usize, usize)> {
-    let stat = super::read_proc_stat("self")?;
-    let rest = stat.get(stat.iter().rposition(|b| *b == b')')? + 2..)?;
-    let rest = std::str::from_utf8(rest).ok()?;
+    let rest = super::proc_stat_after_name("self")?;
     let fields: Vec<&str> = rest.split(' ').collect();
     // `rest` starts at field 3.
     Some((fields.get(45)?.parse().ok()?, fields.get(46)?.parse().ok()?))

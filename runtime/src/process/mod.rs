@@ -62,6 +62,14 @@ pub(crate) fn read_proc_stat(pid: &str) -> Option<Vec<u8>> {
     Some(buf)
 }
 
+/// The fields of /proc/PID/stat after the process's name (from field 3,
+/// the state, on). The name may be any bytes; what follows it is ASCII.
+pub(crate) fn proc_stat_after_name(pid: &str) -> Option<String> {
+    let stat = read_proc_stat(pid)?;
+    let rest = stat.get(stat.iter().rposition(|b| *b == b')')? + 2..)?;
+    String::from_utf8(rest.to_vec()).ok()
+}
+
 /// Close every fd from `first` up (close_range(2)).
 pub(crate) fn close_fds_from(first: std::os::fd::RawFd) {
     // SAFETY: close_range on integers closes only fds; callers own every

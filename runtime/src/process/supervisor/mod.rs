@@ -452,10 +452,7 @@ fn open_ns_fds(pid: &str) -> Vec<(namespaces::Kind, OwnedFd)> {
 /// Field 22 of /proc/PID/stat: start time in clock ticks since boot; `None`
 /// for a process that is gone or has exited (a zombie).
 pub fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = super::read_proc_stat(&pid.to_string())?;
-    // The name before it may be any bytes; what follows is ASCII.
-    let after_comm = stat.get(stat.iter().rposition(|b| *b == b')')? + 2..)?;
-    let after_comm = std::str::from_utf8(after_comm).ok()?;
+    let after_comm = super::proc_stat_after_name(&pid.to_string())?;
     let mut fields = after_comm.split(' ');
     // A zombie has exited: it only waits for its parent to reap it, which
     // for an orphaned supervisor is the host's init, in its own time (more
@@ -467,7 +464,7 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     fields.nth(18)?.parse().ok()
 }
 
-fn redirect_stdio_to_null() {
+pub(super) fn redirect_stdio_to_null() {
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

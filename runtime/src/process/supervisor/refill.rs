@@ -141,15 +141,7 @@ fn keep_only(lock: Option<RawFd>, wait: RawFd) -> bool {
     let high = |fd: RawFd| unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64) };
     let wait = high(wait);
     let lock = lock.map(high);
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        for fd in 0..3 {
-            let _ = crate::process::dup_onto(null.as_raw_fd(), fd);
-        }
-    }
+    super::redirect_stdio_to_null();
     // SAFETY: dup3 onto fds that are ours to replace (everything else is
     // closed next); both stay close-on-exec, as the supervisors we start
     // must not hold them.
