@@ -215,20 +215,14 @@ impl StateDir {
 
     /// An exclusive lock over container names and ids, held while one is created or removed.
     pub fn lock(&self) -> Result<StateLock, StateError> {
-        self.lock_with(nix::fcntl::FlockArg::LockExclusive)
-    }
-
-    /// [`StateDir::lock`] if nobody holds it; `None` if somebody does.
-    pub fn try_lock(&self) -> Result<Option<StateLock>, StateError> {
-        match self.lock_with(nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => Ok(Some(lock)),
-            Err(StateError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::WouldBlock =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+        let StateLockFile(file) = self.lock_file()?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map(StateLock)
+            .map_err(|(_, e)| StateError::Io {
+                what: "locking",
+                path: self.containers().join(".lock"),
+                source: e.into(),
+            })
     }
 
     /// The lock's file, open but not locked (see [`StateLockFile`]).
@@ -240,17 +234,6 @@ impl StateDir {
             .open(&path)
             .map(StateLockFile)
             .map_err(io("opening lock", &path))
-    }
-
-    fn lock_with(&self, how: nix::fcntl::FlockArg) -> Result<StateLock, StateError> {
-        let StateLockFile(file) = self.lock_file()?;
-        nix::fcntl::Flock::lock(file, how)
-            .map(StateLock)
-            .map_err(|(_, e)| StateError::Io {
-                what: "locking",
-                path: self.containers().join(".lock"),
-                source: e.into(),
-            })
     }
 }
 
