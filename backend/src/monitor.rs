@@ -9,10 +9,10 @@
 //! counters between two samples.
 
 use crate::metrics;
-use crate::sessions::{ContainerEntry, SessionStore, Watched};
+use crate::sessions::{ContainerEntry, Watched};
 use crate::state::AppState;
 use crate::supervisor;
-use protocol::{ContainerEvent, EventsMessage};
+use protocol::{ContainerEvent, ContainerState, EventsMessage};
 use runtime::cgroups::{EventCounters, StatsReader};
 use runtime::events::limit_events;
 use runtime::process::wire::{Reply, Request};
@@ -114,18 +114,31 @@ fn sample(watched: Vec<Watched>, readers: &mut Readers) {
 
 /// Learn when a container's main process exits (the supervisor's `Watch`)
 /// and tell the session.
-pub fn watch_exit(sessions: Arc<SessionStore>, session: String, entry: Arc<ContainerEntry>) {
+pub fn watch_exit(state: &AppState, session: String, entry: Arc<ContainerEntry>) {
+    let state = Arc::clone(state);
     tokio::spawn(async move {
-        let code = match wait_exit(&entry).await {
-            Ok(Some(code)) => code,
-            Ok(None) => return,
+        let told = match wait_exit(&entry).await {
+            Ok(code) => code,
             Err(e) => {
                 tracing::debug!(container = %entry.id, error = %e, "exit watch ended without an exit");
-                return;
+                None
             }
         };
+        // A supervisor tells only the watchers it has: one whose command was
+        // over before we connected (or while we did) has gone without a
+        // word. What it recorded says how the container ended, unless the
+        // container is being removed (its session has let go of it), which
+        // also ends the supervisor.
+        let code = match told {
+            Some(code) => code,
+            None if state.sessions.container(&session, &entry.id).is_err() => return,
+            None => match recorded_exit(&state, &entry.id).await {
+                Some(code) => code,
+                None => return,
+            },
+        };
         tracing::info!(container = %entry.id, session = %session, code, "container exited");
-        sessions.publish(
+        state.sessions.publish(
             &session,
             EventsMessage::Event {
                 event: ContainerEvent::Exited {
@@ -151,6 +164,14 @@ async fn wait_exit(entry: &ContainerEntry) -> Result<Option<i32>, supervisor::Su
         }
     }
     Ok(None)
+}
+
+/// The exit code a gone supervisor recorded (-1 if it died before it could):
+/// None while the container still runs, or once it has been removed.
+async fn recorded_exit(state: &AppState, id: &str) -> Option<i32> {
+    let id = id.to_string();
+    let info = state.blocking(move |rt| rt.inspect(&id)).await.ok()?;
+    (info.state == ContainerState::Exited).then(|| info.exit_code.unwrap_or(-1))
 }
 
 async fn reaper(state: AppState) {

@@ -115,7 +115,7 @@ pub async fn run(state: &AppState, loaded: Loaded) -> Result<Report, ReconcileEr
         };
         if let Some(entry) = state.sessions.adopt(&r.session, entry) {
             tracing::info!(container = %r.id, session = %r.session, "adopted a container that outlived the restart");
-            monitor::watch_exit(Arc::clone(&state.sessions), r.session, entry);
+            monitor::watch_exit(state, r.session, entry);
             report.containers_adopted.push(r.id);
         }
     }

@@ -35,6 +35,7 @@ tests!(
     container_creation_and_sockets_are_rate_limited,
     a_resize_flood_is_held_and_the_last_size_wins,
     running_shells_are_claimed_with_default_or_asked_limits,
+    a_short_command_s_exit_is_an_event,
 );
 
 const T: Duration = Duration::from_secs(15);
@@ -1109,6 +1110,43 @@ async fn running_shells_are_claimed_with_default_or_asked_limits() {
         );
         let (status, _) = s.delete(&token, &format!("/api/v1/containers/{id}")).await;
         assert_eq!(status, 204);
+    }
+    s.stop().await;
+}
+
+/// A command that is over before the create has answered still has its
+/// exit told on the events socket, with its code.
+async fn a_short_command_s_exit_is_an_event() {
+    let s = Server::start(|_| {}).await;
+    let token = s.session().await;
+    let mut ev = s
+        .ws(&token, "/api/v1/events", &[])
+        .await
+        .expect("events upgrade");
+    let mut t = Term::default();
+    for (cmd, code) in [(json!(["true"]), 0), (json!(["sh", "-c", "exit 3"]), 3)] {
+        for _ in 0..5 {
+            let c = s.container(&token, json!({ "cmd": cmd })).await;
+            let id = c["id"].as_str().unwrap().to_string();
+            let exited = |t: &Term| {
+                t.controls.iter().any(|m| {
+                    m["kind"] == "event" && m["event"]["type"] == "exited" && m["event"]["id"] == id
+                })
+            };
+            assert!(
+                read_until(&mut ev, &mut t, T, exited).await,
+                "{cmd}: no exited event for {id}"
+            );
+            let event = t
+                .controls
+                .iter()
+                .find(|m| m["event"]["type"] == "exited" && m["event"]["id"] == id)
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(event["event"]["code"], code, "{cmd}: {event}");
+            let (status, _) = s.delete(&token, &format!("/api/v1/containers/{id}")).await;
+            assert_eq!(status, 204);
+        }
     }
     s.stop().await;
 }

@@ -210,7 +210,7 @@ async fn create_in(
             at_ms: runtime::state::now_ms(),
         },
     );
-    monitor::watch_exit(Arc::clone(&state.sessions), session, Arc::clone(&entry));
+    monitor::watch_exit(state, session, Arc::clone(&entry));
     Ok(present(info, &entry))
 }
 
