@@ -1115,7 +1115,8 @@ async fn running_shells_are_claimed_with_default_or_asked_limits() {
 }
 
 /// A command that is over before the create has answered still has its
-/// exit told on the events socket, with its code.
+/// exit told on the events socket, with its code; and its terminal, opened
+/// after the exit, shows what it printed and how it ended.
 async fn a_short_command_s_exit_is_an_event() {
     let s = Server::start(|_| {}).await;
     let token = s.session().await;
@@ -1148,5 +1149,56 @@ async fn a_short_command_s_exit_is_an_event() {
             assert_eq!(status, 204);
         }
     }
+    // Output kept at the exit: the whole of it, then again from `since`.
+    let c = s
+        .container(
+            &token,
+            json!({"cmd": ["sh", "-c", "echo first-$((6*7)); echo second-line; exit 5"]}),
+        )
+        .await;
+    let id = c["id"].as_str().unwrap().to_string();
+    let exited = |t: &Term| {
+        t.controls
+            .iter()
+            .any(|m| m["event"]["type"] == "exited" && m["event"]["id"] == id)
+    };
+    assert!(
+        read_until(&mut ev, &mut t, T, exited).await,
+        "no exited event"
+    );
+    let tty = format!("/api/v1/containers/{id}/tty");
+    let mut ws = s.ws(&token, &tty, &[]).await.expect("tty upgrade");
+    let mut term = Term::default();
+    read_until(&mut ws, &mut term, T, |t| t.close.is_some()).await;
+    let text = term.text();
+    assert!(
+        text.contains("first-42") && text.contains("second-line"),
+        "output after the exit: {text:?} {:?}",
+        term.controls
+    );
+    assert_eq!(
+        controls_of(&term, "exit"),
+        vec![json!({"type": "exit", "code": 5})]
+    );
+    assert_eq!(term.close.as_ref().map(|c| c.0), Some(1000));
+    let attached = &controls_of(&term, "attached")[0];
+    let seq_of_second = text.find("second-line").unwrap_or(0);
+    let mut ws = s
+        .ws(&token, &format!("{tty}?since={seq_of_second}"), &[])
+        .await
+        .expect("tty upgrade");
+    let mut again = Term::default();
+    read_until(&mut ws, &mut again, T, |t| t.close.is_some()).await;
+    assert!(
+        again.text().starts_with("second-line") && !again.text().contains("first-42"),
+        "output since {seq_of_second}: {:?} (attached: {attached})",
+        again.text()
+    );
+    assert_eq!(
+        controls_of(&again, "exit"),
+        vec![json!({"type": "exit", "code": 5})]
+    );
+    let (status, _) = s.delete(&token, &format!("/api/v1/containers/{id}")).await;
+    assert_eq!(status, 204);
     s.stop().await;
 }

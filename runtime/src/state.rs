@@ -100,6 +100,10 @@ pub struct RuntimeState {
     pub finished_at_ms: Option<u64>,
     /// Namespace inodes of PID 1, read once it started.
     pub namespaces: std::collections::BTreeMap<String, u64>,
+    /// Sequence number of the first byte of [`ContainerDir::output`] (see
+    /// `process::ring`), once the exit has been recorded with its output.
+    #[serde(default)]
+    pub output_seq: Option<u64>,
 }
 
 /// Paths of one container's directory.
@@ -132,6 +136,11 @@ impl ContainerDir {
     }
     pub fn log(&self) -> PathBuf {
         self.dir.join("supervisor.log")
+    }
+    /// The main terminal's last output (what the replay ring held), kept at
+    /// the exit for a client that attaches after it.
+    pub fn output(&self) -> PathBuf {
+        self.dir.join("output.log")
     }
 
     pub fn read_config(&self) -> Result<ContainerConfig, StateError> {

@@ -272,6 +272,28 @@ fn container_exit_codes_pass_through() {
 }
 
 #[test]
+fn container_output_is_kept_at_the_exit() {
+    let env = Env::new();
+    let rt = runtime::Runtime::open(runtime::RuntimeOptions::new(env.path())).expect("runtime");
+    let running = env.detached(&[], &["sleep", "30"]);
+    assert_eq!(rt.kept_output(&running, 0).expect("kept output"), None);
+    let id = env.detached(&[], &["sh", "-c", "echo kept-$((6*7)); exit 3"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while env.inspect(&id)["state"] != "exited" && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(env.inspect(&id)["exit_code"], 3);
+    let all = rt.kept_output(&id, 0).expect("kept output").expect("output kept");
+    assert_eq!((all.gap, all.seq), (None, 0));
+    assert!(String::from_utf8_lossy(&all.data).starts_with("kept-42"), "{all:?}");
+    let tail = rt.kept_output(&id, 5).expect("kept output").expect("output kept");
+    assert_eq!(tail.seq, 5);
+    assert_eq!(tail.data, all.data[5..]);
+    env.ok(&["rm", "-f", &running, &id]);
+    env.assert_clean();
+}
+
+#[test]
 fn container_failed_create_leaves_nothing() {
     let env = Env::new();
     let (code, _, err) = env.run(&["run", "--name", "bad", "busybox", "/nope"]);

@@ -188,6 +188,16 @@ async fn relay(
     let (mut sup_rx, mut sup_tx) = match supervisor::connect(&entry.socket).await {
         Ok(pair) => pair,
         Err(e) => {
+            if let Start::Attach {
+                target: Target::Main,
+                since,
+            } = start
+            {
+                if let Some((code, kept)) = kept_output(&state, &entry.id, since).await {
+                    replay_kept(&mut ws_tx, code, kept, timeout).await;
+                    return;
+                }
+            }
             tracing::warn!(container = %entry.id, error = %e, "cannot reach the supervisor");
             let msg = TtyServerMessage::Error {
                 message: "the container's terminal is not reachable (has it exited?)".into(),
@@ -241,6 +251,57 @@ async fn relay(
     )
     .await;
     input.abort();
+}
+
+/// An exited container's exit code and the output its supervisor kept (see
+/// `Runtime::kept_output`), from `since` on.
+async fn kept_output(
+    state: &AppState,
+    id: &str,
+    since: u64,
+) -> Option<(i32, runtime::process::ring::Replay)> {
+    let id = id.to_string();
+    state
+        .blocking(move |rt| {
+            let info = rt.inspect(&id)?;
+            if info.state != ContainerState::Exited {
+                return Ok::<_, runtime::ContainerError>(None);
+            }
+            let code = info.exit_code.unwrap_or(-1);
+            Ok(rt.kept_output(&id, since)?.map(|kept| (code, kept)))
+        })
+        .await
+        .ok()
+        .flatten()
+}
+
+/// A terminal whose process has exited, as a live one ends: what it missed
+/// of the output, the exit, and a normal close.
+async fn replay_kept(
+    ws_tx: &mut SplitSink<WebSocket, Message>,
+    code: i32,
+    kept: runtime::process::ring::Replay,
+    timeout: Duration,
+) {
+    let next_seq = kept.seq + kept.data.len() as u64;
+    let mut messages = vec![text(&TtyServerMessage::Attached {
+        exec_id: None,
+        next_seq,
+    })];
+    if let Some((from_seq, to_seq)) = kept.gap {
+        messages.push(text(&TtyServerMessage::Gap { from_seq, to_seq }));
+    }
+    if !kept.data.is_empty() {
+        messages.push(text(&TtyServerMessage::Seq { seq: kept.seq }));
+        messages.push(Message::Binary(kept.data.into()));
+    }
+    messages.push(text(&TtyServerMessage::Exit { code }));
+    messages.push(close(NORMAL, "process exited"));
+    for m in messages {
+        if !send_timeout(ws_tx, m, timeout).await {
+            return;
+        }
+    }
 }
 
 /// Supervisor → browser, plus closes asked for by the input side.

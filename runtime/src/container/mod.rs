@@ -8,6 +8,7 @@ use crate::image::{Image, ImageError, ImageStore};
 use crate::network::{self, EgressOptions, NetworkError, NetworkMode, NetworkRecord};
 use crate::pool;
 use crate::process::messages::{Refill, SpawnReport};
+use crate::process::ring::{Replay, Ring};
 use crate::process::spawn::{claim_warm, spawn_supervisor, Stdio3, SupervisorHandle};
 use crate::process::supervisor::{cleanup, process_start_time};
 use crate::process::ProcessError;
@@ -419,6 +420,22 @@ impl Runtime {
     pub fn inspect(&self, id_or_name: &str) -> Result<ContainerInfo> {
         let (dir, config) = self.load(id_or_name)?;
         Ok(self.info(&dir, &config))
+    }
+
+    /// The main terminal's output kept at the exit, from `since` on (a gap
+    /// if part of it had already left the replay ring). None while the
+    /// container runs, or if nothing was kept.
+    pub fn kept_output(&self, id_or_name: &str, since: u64) -> Result<Option<Replay>> {
+        let (dir, _) = self.load(id_or_name)?;
+        let Some(start) = dir.read_state()?.output_seq else {
+            return Ok(None);
+        };
+        let data = std::fs::read(dir.output()).map_err(|source| StateError::Io {
+            what: "reading",
+            path: dir.output(),
+            source,
+        })?;
+        Ok(Some(Ring::kept(start, data).since(since)))
     }
 
     pub fn list(&self) -> Result<Vec<ContainerInfo>> {

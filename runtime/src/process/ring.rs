@@ -31,6 +31,22 @@ impl Ring {
         }
     }
 
+    /// A ring holding `data`, whose first byte has sequence number `start`
+    /// (output kept at an exit, read back).
+    pub fn kept(start: u64, data: Vec<u8>) -> Ring {
+        Ring {
+            cap: data.len().max(1),
+            buf: data.into(),
+            start,
+        }
+    }
+
+    /// Everything it holds: (sequence number of the first byte, the bytes).
+    pub fn contents(&self) -> (u64, Vec<u8>) {
+        let (a, b) = self.buf.as_slices();
+        (self.start, [a, b].concat())
+    }
+
     /// Sequence number the next byte will get.
     pub fn next_seq(&self) -> u64 {
         self.start + self.buf.len() as u64
@@ -95,6 +111,18 @@ mod tests {
         );
         assert_eq!(r.since(5).data, b"");
         assert_eq!(r.since(99).seq, 5);
+    }
+
+    #[test]
+    fn kept_output_replays_like_the_ring_it_came_from() {
+        let mut r = Ring::new(4);
+        r.push(b"abcdef");
+        let (start, data) = r.contents();
+        assert_eq!((start, data.as_slice()), (2, &b"cdef"[..]));
+        let kept = Ring::kept(start, data);
+        assert_eq!(kept.since(0), r.since(0));
+        assert_eq!(kept.since(4), r.since(4));
+        assert_eq!(kept.next_seq(), 6);
     }
 
     #[test]

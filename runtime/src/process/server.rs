@@ -806,6 +806,21 @@ impl Server {
         }
     }
 
+    /// Write what the main terminal's replay ring holds to the container's
+    /// directory, so that a client attaching after the exit still sees how
+    /// the command ended. Returns the sequence number of its first byte.
+    fn keep_output(&self) -> Option<u64> {
+        let (start, data) = self.sessions.get(&0)?.ring.contents();
+        let path = self.dir.output();
+        match std::fs::write(&path, data) {
+            Ok(()) => Some(start),
+            Err(e) => {
+                tracing::warn!(container = %self.config.id, path = %path.display(), error = %e, "could not keep the output");
+                None
+            }
+        }
+    }
+
     /// The main process is gone: record it, clean up if asked, tell everyone, flush, exit.
     fn finish(mut self) -> i32 {
         let ids: Vec<u32> = self.sessions.keys().copied().collect();
@@ -823,6 +838,9 @@ impl Server {
             .map(|c| c.oom_kills > 0)
             .unwrap_or(false);
         self.state = finished_state(self.state.clone(), code, oom);
+        if !self.config.auto_remove {
+            self.state.output_seq = self.keep_output();
+        }
         let mut forgotten = None;
         if self.config.auto_remove {
             // The host is free and the container unlisted before the exit is
