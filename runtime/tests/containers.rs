@@ -283,12 +283,23 @@ fn container_output_is_kept_at_the_exit() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(env.inspect(&id)["exit_code"], 3);
-    let all = rt.kept_output(&id, 0).expect("kept output").expect("output kept");
+    let all = rt
+        .kept_output(&id, 0)
+        .expect("kept output")
+        .expect("output kept");
     assert_eq!((all.gap, all.seq), (None, 0));
-    assert!(String::from_utf8_lossy(&all.data).starts_with("kept-42"), "{all:?}");
-    let tail = rt.kept_output(&id, 5).expect("kept output").expect("output kept");
+    assert!(
+        String::from_utf8_lossy(&all.data).starts_with("kept-42"),
+        "{all:?}"
+    );
+    let tail = rt
+        .kept_output(&id, 5)
+        .expect("kept output")
+        .expect("output kept");
     assert_eq!(tail.seq, 5);
     assert_eq!(tail.data, all.data[5..]);
+    let (code, out, err) = env.run(&["attach", &id]);
+    assert_eq!((code, out.trim()), (3, "kept-42"), "{err}");
     env.ok(&["rm", "-f", &running, &id]);
     env.assert_clean();
 }

@@ -114,7 +114,7 @@ enum Command {
     Top { container: String },
     /// Print a container's events (OOM kills, refused forks, exit) as JSON lines until it exits.
     Events { container: String },
-    /// Attach to a container's terminal.
+    /// Attach to a container's terminal (an exited one's: print the output it kept).
     Attach { container: String },
     /// List images.
     Images,
@@ -369,6 +369,14 @@ fn run(cli: Cli) -> Result<i32> {
             }
         }
         Command::Attach { container } => {
+            // An exited container shows what it left: its output, its code.
+            let info = rt.inspect(&container)?;
+            if info.state == protocol::ContainerState::Exited {
+                if let Some(kept) = rt.kept_output(&container, 0)? {
+                    std::io::Write::write_all(&mut std::io::stdout(), &kept.data)?;
+                    return Ok(info.exit_code.unwrap_or(-1));
+                }
+            }
             let socket = rt.socket_path(&container)?;
             let raw = raw_mode_if(std::io::stdin().is_terminal())?;
             Ok(client::attach_main(&socket, raw.is_some())?)
