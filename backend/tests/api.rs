@@ -48,6 +48,21 @@ fn controls_of(term: &Term, kind: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The session's events socket.
+async fn events(s: &Server, token: &str) -> Ws {
+    s.ws(token, "/api/v1/events", &[])
+        .await
+        .expect("events upgrade")
+}
+
+/// The first event of this kind about this container, if one came.
+fn event_of(t: &Term, kind: &str, id: &str) -> Option<Value> {
+    t.controls
+        .iter()
+        .find(|m| m["kind"] == "event" && m["event"]["type"] == kind && m["event"]["id"] == id)
+        .cloned()
+}
+
 async fn terminal_echo_resize_exec_and_replay() {
     let s = Server::start(|_| {}).await;
     let token = s.session().await;
@@ -161,10 +176,7 @@ async fn terminal_echo_resize_exec_and_replay() {
 async fn oom_kill_and_lifecycle_events() {
     let s = Server::start(|_| {}).await;
     let token = s.session().await;
-    let mut ev = s
-        .ws(&token, "/api/v1/events", &[])
-        .await
-        .expect("events upgrade");
+    let mut ev = events(&s, &token).await;
     let c = s
         .container(
             &token,
@@ -173,11 +185,7 @@ async fn oom_kill_and_lifecycle_events() {
         .await;
     let id = c["id"].as_str().unwrap().to_string();
     let mut t = Term::default();
-    let has = |t: &Term, kind: &str| {
-        t.controls
-            .iter()
-            .any(|m| m["kind"] == "event" && m["event"]["type"] == kind && m["event"]["id"] == id)
-    };
+    let has = |t: &Term, kind: &str| event_of(t, kind, &id).is_some();
     assert!(
         read_until(&mut ev, &mut t, Duration::from_secs(30), |t| {
             has(t, "oom_kill")
@@ -1120,83 +1128,54 @@ async fn running_shells_are_claimed_with_default_or_asked_limits() {
 async fn a_short_command_s_exit_is_an_event() {
     let s = Server::start(|_| {}).await;
     let token = s.session().await;
-    let mut ev = s
-        .ws(&token, "/api/v1/events", &[])
-        .await
-        .expect("events upgrade");
+    let mut ev = events(&s, &token).await;
     let mut t = Term::default();
+    let mut exited = async |cmd: Value| -> (String, Value) {
+        let c = s.container(&token, json!({ "cmd": cmd })).await;
+        let id = c["id"].as_str().unwrap().to_string();
+        let came = read_until(&mut ev, &mut t, T, |t| event_of(t, "exited", &id).is_some()).await;
+        assert!(came, "{cmd}: no exited event for {id}");
+        let event = event_of(&t, "exited", &id).unwrap_or_default();
+        (id, event["event"]["code"].clone())
+    };
     for (cmd, code) in [(json!(["true"]), 0), (json!(["sh", "-c", "exit 3"]), 3)] {
         for _ in 0..5 {
-            let c = s.container(&token, json!({ "cmd": cmd })).await;
-            let id = c["id"].as_str().unwrap().to_string();
-            let exited = |t: &Term| {
-                t.controls.iter().any(|m| {
-                    m["kind"] == "event" && m["event"]["type"] == "exited" && m["event"]["id"] == id
-                })
-            };
-            assert!(
-                read_until(&mut ev, &mut t, T, exited).await,
-                "{cmd}: no exited event for {id}"
-            );
-            let event = t
-                .controls
-                .iter()
-                .find(|m| m["event"]["type"] == "exited" && m["event"]["id"] == id)
-                .cloned()
-                .unwrap_or_default();
-            assert_eq!(event["event"]["code"], code, "{cmd}: {event}");
+            let (id, got) = exited(cmd.clone()).await;
+            assert_eq!(got, code, "{cmd}");
             let (status, _) = s.delete(&token, &format!("/api/v1/containers/{id}")).await;
             assert_eq!(status, 204);
         }
     }
     // Output kept at the exit: the whole of it, then again from `since`.
-    let c = s
-        .container(
-            &token,
-            json!({"cmd": ["sh", "-c", "echo first-$((6*7)); echo second-line; exit 5"]}),
-        )
-        .await;
-    let id = c["id"].as_str().unwrap().to_string();
-    let exited = |t: &Term| {
-        t.controls
-            .iter()
-            .any(|m| m["event"]["type"] == "exited" && m["event"]["id"] == id)
-    };
-    assert!(
-        read_until(&mut ev, &mut t, T, exited).await,
-        "no exited event"
-    );
+    let (id, code) = exited(json!([
+        "sh",
+        "-c",
+        "echo first-$((6*7)); echo second-line; exit 5"
+    ]))
+    .await;
+    assert_eq!(code, 5);
     let tty = format!("/api/v1/containers/{id}/tty");
-    let mut ws = s.ws(&token, &tty, &[]).await.expect("tty upgrade");
-    let mut term = Term::default();
-    read_until(&mut ws, &mut term, T, |t| t.close.is_some()).await;
-    let text = term.text();
+    let after_exit = async |path: &str| {
+        let mut ws = s.ws(&token, path, &[]).await.expect("tty upgrade");
+        let mut term = Term::default();
+        read_until(&mut ws, &mut term, T, |t| t.close.is_some()).await;
+        assert_eq!(
+            controls_of(&term, "exit"),
+            vec![json!({"type": "exit", "code": 5})]
+        );
+        assert_eq!(term.close.as_ref().map(|c| c.0), Some(1000));
+        term.text()
+    };
+    let text = after_exit(&tty).await;
     assert!(
         text.contains("first-42") && text.contains("second-line"),
-        "output after the exit: {text:?} {:?}",
-        term.controls
+        "output after the exit: {text:?}"
     );
-    assert_eq!(
-        controls_of(&term, "exit"),
-        vec![json!({"type": "exit", "code": 5})]
-    );
-    assert_eq!(term.close.as_ref().map(|c| c.0), Some(1000));
-    let attached = &controls_of(&term, "attached")[0];
-    let seq_of_second = text.find("second-line").unwrap_or(0);
-    let mut ws = s
-        .ws(&token, &format!("{tty}?since={seq_of_second}"), &[])
-        .await
-        .expect("tty upgrade");
-    let mut again = Term::default();
-    read_until(&mut ws, &mut again, T, |t| t.close.is_some()).await;
+    let second = text.find("second-line").unwrap_or(0);
+    let again = after_exit(&format!("{tty}?since={second}")).await;
     assert!(
-        again.text().starts_with("second-line") && !again.text().contains("first-42"),
-        "output since {seq_of_second}: {:?} (attached: {attached})",
-        again.text()
-    );
-    assert_eq!(
-        controls_of(&again, "exit"),
-        vec![json!({"type": "exit", "code": 5})]
+        again.starts_with("second-line") && !again.contains("first-42"),
+        "output since {second}: {again:?}"
     );
     let (status, _) = s.delete(&token, &format!("/api/v1/containers/{id}")).await;
     assert_eq!(status, 204);
