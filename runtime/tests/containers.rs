@@ -283,7 +283,7 @@ fn container_output_is_kept_at_the_exit() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(env.inspect(&id)["exit_code"], 3);
-    let all = rt
+    let (_, all) = rt
         .kept_output(&id, 0)
         .expect("kept output")
         .expect("output kept");
@@ -292,7 +292,7 @@ fn container_output_is_kept_at_the_exit() {
         String::from_utf8_lossy(&all.data).starts_with("kept-42"),
         "{all:?}"
     );
-    let tail = rt
+    let (_, tail) = rt
         .kept_output(&id, 5)
         .expect("kept output")
         .expect("output kept");

@@ -193,7 +193,9 @@ async fn relay(
                 since,
             } = start
             {
-                if let Some((code, kept)) = kept_output(&state, &entry.id, since).await {
+                let id = entry.id.clone();
+                let kept = state.blocking(move |rt| rt.kept_output(&id, since)).await;
+                if let Ok(Some((code, kept))) = kept {
                     replay_kept(&mut ws_tx, code, kept, timeout).await;
                     return;
                 }
@@ -251,28 +253,6 @@ async fn relay(
     )
     .await;
     input.abort();
-}
-
-/// An exited container's exit code and the output its supervisor kept (see
-/// `Runtime::kept_output`), from `since` on.
-async fn kept_output(
-    state: &AppState,
-    id: &str,
-    since: u64,
-) -> Option<(i32, runtime::process::ring::Replay)> {
-    let id = id.to_string();
-    state
-        .blocking(move |rt| {
-            let info = rt.inspect(&id)?;
-            if info.state != ContainerState::Exited {
-                return Ok::<_, runtime::ContainerError>(None);
-            }
-            let code = info.exit_code.unwrap_or(-1);
-            Ok(rt.kept_output(&id, since)?.map(|kept| (code, kept)))
-        })
-        .await
-        .ok()
-        .flatten()
 }
 
 /// A terminal whose process has exited, as a live one ends: what it missed

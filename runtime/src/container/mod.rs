@@ -422,12 +422,14 @@ impl Runtime {
         Ok(self.info(&dir, &config))
     }
 
-    /// The main terminal's output kept at the exit, from `since` on (a gap
-    /// if part of it had already left the replay ring). None while the
-    /// container runs, or if nothing was kept.
-    pub fn kept_output(&self, id_or_name: &str, since: u64) -> Result<Option<Replay>> {
+    /// An exited container's exit code, recorded with the main terminal's
+    /// output kept at the exit, from `since` on (a gap if part of it had
+    /// already left the replay ring). None while the container runs, or if
+    /// nothing was kept.
+    pub fn kept_output(&self, id_or_name: &str, since: u64) -> Result<Option<(i32, Replay)>> {
         let (dir, _) = self.load(id_or_name)?;
-        let Some(start) = dir.read_state()?.output_seq else {
+        let state = dir.read_state()?;
+        let Some(start) = state.output_seq else {
             return Ok(None);
         };
         let data = std::fs::read(dir.output()).map_err(|source| StateError::Io {
@@ -435,7 +437,8 @@ impl Runtime {
             path: dir.output(),
             source,
         })?;
-        Ok(Some(Ring::kept(start, data).since(since)))
+        let code = state.exit_code.unwrap_or(-1);
+        Ok(Some((code, Ring::kept(start, data).since(since))))
     }
 
     pub fn list(&self) -> Result<Vec<ContainerInfo>> {

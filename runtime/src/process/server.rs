@@ -838,9 +838,6 @@ impl Server {
             .map(|c| c.oom_kills > 0)
             .unwrap_or(false);
         self.state = finished_state(self.state.clone(), code, oom);
-        if !self.config.auto_remove {
-            self.state.output_seq = self.keep_output();
-        }
         let mut forgotten = None;
         if self.config.auto_remove {
             // The host is free and the container unlisted before the exit is
@@ -848,8 +845,11 @@ impl Server {
             let errors = free_host(&self.dir, &self.cgroup);
             self.warn_left_behind(errors);
             forgotten = Some(Forgotten::take(&self.dir));
-        } else if let Err(e) = self.dir.write_state(&self.state) {
-            tracing::warn!(container = %self.config.id, error = %e, "could not record the exit");
+        } else {
+            self.state.output_seq = self.keep_output();
+            if let Err(e) = self.dir.write_state(&self.state) {
+                tracing::warn!(container = %self.config.id, error = %e, "could not record the exit");
+            }
         }
         self.broadcast_exit(0, code);
         self.release_refill();

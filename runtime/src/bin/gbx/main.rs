@@ -370,12 +370,9 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Attach { container } => {
             // An exited container shows what it left: its output, its code.
-            let info = rt.inspect(&container)?;
-            if info.state == protocol::ContainerState::Exited {
-                if let Some(kept) = rt.kept_output(&container, 0)? {
-                    std::io::Write::write_all(&mut std::io::stdout(), &kept.data)?;
-                    return Ok(info.exit_code.unwrap_or(-1));
-                }
+            if let Some((code, kept)) = rt.kept_output(&container, 0)? {
+                std::io::Write::write_all(&mut std::io::stdout(), &kept.data)?;
+                return Ok(code);
             }
             let socket = rt.socket_path(&container)?;
             let raw = raw_mode_if(std::io::stdin().is_terminal())?;
