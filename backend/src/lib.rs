@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+mod fds;
 pub mod fuzzing;
 pub mod limits;
 pub mod metrics;
@@ -159,26 +160,10 @@ impl Drop for ServerHandle {
     }
 }
 
-/// Raise the open-file soft limit to the hard one. The server holds about
-/// 2 fds per idle container and 10–12 more per container whose stats someone
-/// watches (the sampler keeps its cgroup files open): the usual soft limit of
-/// 1024 would run out at about 80 watched containers. Container processes
-/// get their own limits (`runtime::security`), not this one.
-fn raise_open_file_limit() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-file limit"),
-                Err(e) => tracing::warn!(error = %e, soft, "could not raise the open-file limit"),
-            }
-        }
-    }
-}
-
 /// Open the runtime, listen on `config.listen` (port 0: any) and serve.
 pub async fn serve(config: Config) -> Result<(SocketAddr, ServerHandle), ServeError> {
-    raise_open_file_limit();
+    fds::raise_open_file_limit();
+    fds::grow_fd_table(fds::wanted(config.capacity.max_containers));
     let mut opts = RuntimeOptions::new(config.state_dir.clone());
     opts.cgroup_parent = config.cgroup_parent.clone();
     opts.warm_pool = config.warm_pool;
