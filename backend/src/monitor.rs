@@ -112,11 +112,26 @@ fn sample(watched: Vec<Watched>, readers: &mut Readers) {
     readers.retain(|id, _| seen.contains(id));
 }
 
+/// An exit watch connects once no create has begun for this long...
+const EXIT_WATCH_QUIET: Duration = Duration::from_millis(100);
+/// ...or this long after its container was made, whichever comes first.
+const EXIT_WATCH_AT_MOST: Duration = Duration::from_secs(1);
+
 /// Learn when a container's main process exits (the supervisor's `Watch`)
 /// and tell the session.
+///
+/// The watch connects once creates pause: in a burst of creates, each
+/// watch's connection and its supervisor's accept (3-5 % of the burst's
+/// CPU on two cores) would share the CPU with the creates still waiting
+/// for their terminal. An exit before the watch connects is not lost: the
+/// supervisor records it, and the fallback below reads it.
 pub fn watch_exit(state: &AppState, session: String, entry: Arc<ContainerEntry>) {
     let state = Arc::clone(state);
     tokio::spawn(async move {
+        state
+            .pool_refill
+            .creates_pause(EXIT_WATCH_QUIET, EXIT_WATCH_AT_MOST)
+            .await;
         let told = match wait_exit(&entry).await {
             Ok(code) => code,
             Err(e) => {
@@ -156,7 +171,7 @@ async fn wait_exit(entry: &ContainerEntry) -> Result<Option<i32>, supervisor::Su
     // finished container around only while its spawner still holds the
     // spawn channel, for a foreground `gbx run -t` about to attach; the
     // server drops that handle as soon as the create returns.)
-    let (mut reader, mut writer) = supervisor::connect(&entry.socket).await?;
+    let (mut reader, mut writer) = supervisor::connect_control(&entry.socket).await?;
     writer.request(Request::Watch).await?;
     while let Some(frame) = reader.next().await? {
         if let supervisor::Incoming::Control(Reply::Exit { code }) = frame {

@@ -33,9 +33,31 @@ impl PoolRefill {
     }
 
     fn quiet(&self) -> bool {
-        let since =
-            runtime::state::now_ms().saturating_sub(self.last_create_ms.load(Ordering::Relaxed));
-        since >= QUIET.as_millis() as u64
+        self.since_last_create() >= QUIET
+    }
+
+    fn since_last_create(&self) -> Duration {
+        let last = self.last_create_ms.load(Ordering::Relaxed);
+        Duration::from_millis(runtime::state::now_ms().saturating_sub(last))
+    }
+
+    /// Wait until no create has begun for `quiet`, or for `at_most`:
+    /// for work that a burst of creates should not have to share the CPU
+    /// with, but that must not wait for ever under a steady stream of them.
+    pub async fn creates_pause(&self, quiet: Duration, at_most: Duration) {
+        let deadline = tokio::time::Instant::now() + at_most;
+        loop {
+            let since = self.since_last_create();
+            if since >= quiet {
+                return;
+            }
+            let wake = tokio::time::Instant::now() + (quiet - since);
+            if wake >= deadline {
+                tokio::time::sleep_until(deadline).await;
+                return;
+            }
+            tokio::time::sleep_until(wake).await;
+        }
     }
 
     /// No refill starts after this returns, and none is under way.

@@ -14,7 +14,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
-const READ_CHUNK: usize = 64 * 1024;
+/// What a terminal's connection reads at once: output comes in bursts.
+const TERMINAL_CHUNK: usize = 64 * 1024;
+/// What a connection for control replies only (an exit watch) reads at
+/// once: one such connection stays open per container, and a reply is a
+/// few bytes (a bigger frame still gets its room, see `decode`).
+const CONTROL_CHUNK: usize = 256;
 /// Frame header: 4-byte length, 1-byte kind; output frames add an 8-byte seq.
 const HEADER: usize = 5;
 const SEQ: usize = 8;
@@ -43,6 +48,8 @@ pub enum Incoming {
 pub struct Reader {
     half: OwnedReadHalf,
     buf: BytesMut,
+    /// Room kept free for the next read.
+    chunk: usize,
 }
 
 pub struct Writer {
@@ -50,7 +57,17 @@ pub struct Writer {
     out: Vec<u8>,
 }
 
+/// A connection for a terminal: attach, input, resize, output.
 pub async fn connect(socket: &Path) -> Result<(Reader, Writer), SupervisorError> {
+    connect_with(socket, TERMINAL_CHUNK).await
+}
+
+/// A connection for control replies only, such as an exit watch.
+pub async fn connect_control(socket: &Path) -> Result<(Reader, Writer), SupervisorError> {
+    connect_with(socket, CONTROL_CHUNK).await
+}
+
+async fn connect_with(socket: &Path, chunk: usize) -> Result<(Reader, Writer), SupervisorError> {
     let stream = UnixStream::connect(socket)
         .await
         .map_err(SupervisorError::Connect)?;
@@ -58,7 +75,8 @@ pub async fn connect(socket: &Path) -> Result<(Reader, Writer), SupervisorError>
     Ok((
         Reader {
             half: r,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::with_capacity(chunk),
+            chunk,
         },
         Writer {
             half: w,
@@ -98,8 +116,8 @@ impl Reader {
     }
 
     fn make_room(&mut self) {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
+        if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
+            self.buf.reserve(self.chunk);
         }
     }
 
@@ -175,13 +193,53 @@ mod tests {
 
     /// A reader, its socket's write half (kept open) and the peer.
     fn pair() -> (Reader, OwnedWriteHalf, tokio::net::UnixStream) {
+        pair_reading(TERMINAL_CHUNK)
+    }
+
+    fn pair_reading(chunk: usize) -> (Reader, OwnedWriteHalf, tokio::net::UnixStream) {
         let (a, b) = tokio::net::UnixStream::pair().expect("socketpair");
         let (r, w) = a.into_split();
         let reader = Reader {
             half: r,
-            buf: BytesMut::new(),
+            buf: BytesMut::with_capacity(chunk),
+            chunk,
         };
         (reader, w, b)
+    }
+
+    /// A control connection reads little at a time, but a frame far bigger
+    /// than that still arrives whole.
+    #[tokio::test]
+    async fn a_small_reader_takes_a_big_frame_whole() {
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut bytes = Vec::new();
+        wire::encode(&Frame::Control(Reply::Exit { code: 3 }), &mut bytes);
+        wire::encode_output(1, &big, &mut bytes);
+        wire::encode(&Frame::Control(Reply::Exit { code: 4 }), &mut bytes);
+        let (mut reader, _w, mut peer) = pair_reading(CONTROL_CHUNK);
+        let writer = tokio::spawn(async move {
+            peer.write_all(&bytes).await.unwrap();
+        });
+        let mut got = Vec::new();
+        while let Some(f) = reader.next().await.unwrap() {
+            got.push(f);
+            if got.len() == 3 {
+                break;
+            }
+        }
+        writer.await.unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Incoming::Control(Reply::Exit { code: 3 }),
+                Incoming::Output {
+                    seq: 1,
+                    data: Bytes::from(big)
+                },
+                Incoming::Control(Reply::Exit { code: 4 }),
+            ]
+        );
+        assert!(reader.buf.capacity() < 2 * wire::MAX_FRAME);
     }
 
     #[tokio::test]
