@@ -26,8 +26,8 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 /// (create → its response, create → first output byte, create → prompt
-/// "# "), one container.
-async fn one(s: &Server, token: &str) -> (Duration, Duration, Duration, String) {
+/// "# "), one container, and its terminal, still open.
+async fn one(s: &Server, token: &str) -> (Duration, Duration, Duration, String, Ws) {
     let t0 = Instant::now();
     let c = s.container(token, json!({})).await;
     let created = t0.elapsed();
@@ -48,7 +48,7 @@ async fn one(s: &Server, token: &str) -> (Duration, Duration, Duration, String) 
         }
     }
     let prompt = t0.elapsed();
-    (created, first.unwrap_or(prompt), prompt, id)
+    (created, first.unwrap_or(prompt), prompt, id, ws)
 }
 
 fn pct(v: &mut [Duration], p: f64) -> f64 {
@@ -132,13 +132,13 @@ fn main() {
         let token = s.session().await;
         // Warm up (image, page cache).
         for _ in 0..3 {
-            let (_, _, _, id) = one(&s, &token).await;
+            let (_, _, _, id, _) = one(&s, &token).await;
             s.delete(&token, &format!("/api/v1/containers/{id}")).await;
         }
         let mut times = Times::default();
         for _ in 0..iters {
             pool_full(&s).await;
-            let (c, f, p, id) = one(&s, &token).await;
+            let (c, f, p, id, _) = one(&s, &token).await;
             times.push((c, f, p));
             s.delete(&token, &format!("/api/v1/containers/{id}")).await;
         }
@@ -158,7 +158,11 @@ fn main() {
             let results = results.into_iter().map(|r| r.expect("a create task"));
             let (busy1, _) = support::host_cpu();
             cpu_ms += (busy1 - busy0) as f64 * 1000.0 / support::clock_ticks();
-            for (c, f, p, id) in results {
+            // The terminals close after the round, as 50 users keep the
+            // terminal they opened: closing each at its prompt would add a
+            // teardown (both ends of its socket, the supervisor's detach)
+            // to the burst that no user's create makes.
+            for (c, f, p, id, _terminal) in results {
                 times.push((c, f, p));
                 s.delete(&token, &format!("/api/v1/containers/{id}")).await;
             }
