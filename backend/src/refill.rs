@@ -91,3 +91,45 @@ pub async fn refiller(state: AppState) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    async fn pause(refill: &PoolRefill, quiet: Duration, at_most: Duration) -> Duration {
+        let t = Instant::now();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            refill.creates_pause(quiet, at_most),
+        )
+        .await
+        .expect("the wait ends");
+        t.elapsed()
+    }
+
+    #[tokio::test]
+    async fn work_waits_for_creates_to_pause_but_not_for_ever() {
+        let (ms, s) = (Duration::from_millis, Duration::from_secs);
+        let refill = Arc::new(PoolRefill::default());
+        // No create yet: nothing to wait for.
+        assert!(pause(&refill, ms(100), s(5)).await < s(1));
+        // A create just began: wait until none has for the quiet time.
+        refill.note_create();
+        assert!(pause(&refill, ms(100), s(5)).await >= ms(95));
+        // Creates keep beginning: wait only as long as allowed.
+        let stream = {
+            let refill = Arc::clone(&refill);
+            tokio::spawn(async move {
+                loop {
+                    refill.note_create();
+                    tokio::time::sleep(ms(10)).await;
+                }
+            })
+        };
+        refill.note_create();
+        let waited = pause(&refill, s(2), ms(300)).await;
+        stream.abort();
+        assert!(waited >= ms(300) && waited < s(2), "{waited:?}");
+    }
+}
