@@ -7,17 +7,24 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 /// 2 fds per idle container and 10–12 more per container whose stats someone
 /// watches (the sampler keeps its cgroup files open): the usual soft limit of
 /// 1024 would run out at about 80 watched containers. Container processes
-/// get their own limits (`runtime::security`), not this one.
-pub fn raise_open_file_limit() {
+/// get their own limits (`runtime::security`), not this one. Returns the
+/// limit now in force.
+pub fn raise_open_file_limit() -> RawFd {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-file limit"),
-                Err(e) => tracing::warn!(error = %e, soft, "could not raise the open-file limit"),
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    let mut limit = soft;
+    if soft < hard {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => {
+                tracing::debug!(from = soft, to = hard, "raised the open-file limit");
+                limit = hard;
             }
+            Err(e) => tracing::warn!(error = %e, soft, "could not raise the open-file limit"),
         }
     }
+    RawFd::try_from(limit).unwrap_or(RawFd::MAX)
 }
 
 /// Fds kept per container at most: its exit watch, a terminal or two
@@ -35,7 +42,7 @@ pub fn wanted(max_containers: u32) -> RawFd {
     RawFd::try_from(n).unwrap_or(RawFd::MAX)
 }
 
-/// Make the fd table hold `n` fds now (at most the open-file limit).
+/// Make the fd table hold `n` fds now (`n` within the open-file limit).
 ///
 /// The kernel doubles a process's fd table when an fd past its end is
 /// opened, and in a process with threads each doubling waits for an RCU
@@ -45,11 +52,6 @@ pub fn wanted(max_containers: u32) -> RawFd {
 /// Growing the table once at start pays it before anyone waits.
 pub fn grow_fd_table(n: RawFd) {
     use nix::fcntl::{fcntl, FcntlArg};
-    use nix::sys::resource::{getrlimit, Resource};
-    let limit = getrlimit(Resource::RLIMIT_NOFILE)
-        .map(|(soft, _)| RawFd::try_from(soft).unwrap_or(RawFd::MAX))
-        .unwrap_or(1024);
-    let highest = n.min(limit) - 1;
     let null = match std::fs::File::open("/dev/null") {
         Ok(f) => f,
         Err(e) => {
@@ -58,7 +60,7 @@ pub fn grow_fd_table(n: RawFd) {
         }
     };
     // The lowest free fd from `highest` up: the table grows to hold it.
-    match fcntl(null.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(highest)) {
+    match fcntl(null.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(n - 1)) {
         // SAFETY: the fd was just made by F_DUPFD and is ours alone.
         Ok(fd) => drop(unsafe { OwnedFd::from_raw_fd(fd) }),
         Err(e) => tracing::warn!(error = %e, fds = n, "could not grow the fd table"),
@@ -81,12 +83,10 @@ mod tests {
 
     #[test]
     fn the_fd_table_holds_what_was_asked_for() {
-        use nix::sys::resource::{getrlimit, Resource};
-        raise_open_file_limit();
+        let limit = raise_open_file_limit();
         let want = wanted(200);
         assert_eq!(want, 200 * 16 + 256);
-        let (limit, _) = getrlimit(Resource::RLIMIT_NOFILE).expect("limit");
-        let want = want.min(RawFd::try_from(limit).unwrap_or(RawFd::MAX));
+        let want = want.min(limit);
         assert!(fd_table_size() < want, "the table is small to begin with");
         grow_fd_table(want);
         assert!(fd_table_size() >= want, "{} < {want}", fd_table_size());

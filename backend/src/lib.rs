@@ -162,8 +162,8 @@ impl Drop for ServerHandle {
 
 /// Open the runtime, listen on `config.listen` (port 0: any) and serve.
 pub async fn serve(config: Config) -> Result<(SocketAddr, ServerHandle), ServeError> {
-    fds::raise_open_file_limit();
-    fds::grow_fd_table(fds::wanted(config.capacity.max_containers));
+    let fd_limit = fds::raise_open_file_limit();
+    fds::grow_fd_table(fds::wanted(config.capacity.max_containers).min(fd_limit));
     let mut opts = RuntimeOptions::new(config.state_dir.clone());
     opts.cgroup_parent = config.cgroup_parent.clone();
     opts.warm_pool = config.warm_pool;
