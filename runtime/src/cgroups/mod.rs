@@ -488,32 +488,51 @@ pub(crate) fn rmdir_shared_parent(dir: &Path) {
     }
 }
 
-const MKDIR_ATTEMPTS: usize = 100;
+/// How long a create keeps going round while removals take the shared
+/// parent away. Each lost round means some removal made progress, so this
+/// is a guard against a bug, not a limit anyone should meet.
+const MKDIR_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Creates the leaf directory (and the `glassbox` directory above it). A
 /// concurrent `remove` may take the shared parent away at any moment (it
 /// removes it once empty): between the two mkdirs, or inside
 /// `create_dir_all` between its mkdir (EEXIST) and its check that the
-/// directory is there. Either way, go round again.
+/// directory is there. Either way, go round again. A count of rounds was
+/// not enough: on a loaded machine a create and a remover can fall into
+/// step and lose dozens of rounds in a row, so each lost round waits a
+/// little longer (a few microseconds, growing) to fall out of step.
 pub(crate) fn mkdir_leaf(dir: &Path) -> Result<(), CgroupError> {
-    for _ in 0..MKDIR_ATTEMPTS {
-        if let Some(p) = dir.parent() {
-            match std::fs::create_dir_all(p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(io_err("mkdir", p)(e)),
-            }
+    let started = std::time::Instant::now();
+    let mut lost: u64 = 0;
+    while !mkdir_leaf_once(dir)? {
+        lost += 1;
+        if started.elapsed() > MKDIR_PATIENCE {
+            tracing::warn!(dir = %dir.display(), lost, "cgroup parent kept vanishing");
+            return Err(io_err("mkdir", dir)(io::ErrorKind::NotFound.into()));
         }
-        match std::fs::create_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(CgroupError::AlreadyExists { path: dir.into() })
-            }
-            Err(e) => return Err(io_err("mkdir", dir)(e)),
+        std::thread::sleep(std::time::Duration::from_micros((2 * lost).min(1000)));
+    }
+    Ok(())
+}
+
+/// One round of [`mkdir_leaf`]: `Ok(false)` when a removal took the parent
+/// away meanwhile.
+fn mkdir_leaf_once(dir: &Path) -> Result<bool, CgroupError> {
+    if let Some(parent) = dir.parent() {
+        match std::fs::create_dir_all(parent) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(io_err("mkdir", parent)(e)),
         }
     }
-    Err(io_err("mkdir", dir)(io::ErrorKind::NotFound.into()))
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            Err(CgroupError::AlreadyExists { path: dir.into() })
+        }
+        Err(e) => Err(io_err("mkdir", dir)(e)),
+    }
 }
 
 /// Memory limits are kept in pages; the kernel rounds down, so do we (and compare to that).
