@@ -488,20 +488,36 @@ mod tests {
 
     /// Holds the database thread until the returned sender is dropped or
     /// sent to, so that the jobs sent meanwhile queue up into one batch.
-    fn hold(db: &Db) -> std::sync::mpsc::Sender<()> {
+    /// Returns once the thread runs the hold: no job sent after it can
+    /// join the hold's own batch.
+    async fn hold(db: &Db) -> std::sync::mpsc::Sender<()> {
         let (release, held) = std::sync::mpsc::channel::<()>();
+        let (running, started) = tokio::sync::oneshot::channel::<()>();
         let db = db.clone();
-        tokio::spawn(async move { db.call(move |_| Ok(held.recv().ok())).await });
+        tokio::spawn(async move {
+            db.call(move |_| {
+                let _ = running.send(());
+                Ok(held.recv().ok())
+            })
+            .await
+        });
+        started.await.expect("the hold ran");
         release
     }
 
-    #[tokio::test]
-    async fn a_batch_answers_each_job_for_what_happened_to_it() {
+    /// A new database holding the session "s1", its directory and path.
+    async fn with_session_s1() -> (tempfile::TempDir, std::path::PathBuf, Db) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("glassbox.db");
         let (db, _) = Db::open(&path).unwrap();
         db.insert_session(session("s1")).await.unwrap();
-        let release = hold(&db);
+        (dir, path, db)
+    }
+
+    #[tokio::test]
+    async fn a_batch_answers_each_job_for_what_happened_to_it() {
+        let (_dir, path, db) = with_session_s1().await;
+        let release = hold(&db).await;
         // On this single-threaded runtime the tasks send in spawn order.
         let insert = |id: &str| {
             let (db, r) = (db.clone(), container(id));
@@ -543,11 +559,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_burst_commits_in_one_batch_and_a_bad_job_spoils_only_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("glassbox.db");
-        let (db, _) = Db::open(&path).unwrap();
-        db.insert_session(session("s1")).await.unwrap();
-        let release = hold(&db);
+        let (dir, path, db) = with_session_s1().await;
+        let release = hold(&db).await;
         let mut jobs = Vec::new();
         for i in 0..50 {
             let (db, r) = (db.clone(), container(&format!("c{}", i % 49)));
