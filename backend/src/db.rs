@@ -200,6 +200,20 @@ fn load(conn: &Connection) -> Result<Loaded, DbError> {
     Ok(out)
 }
 
+/// A job that runs `f` in its batch's transaction and hands `answer` the
+/// outcome once that is over: `f`'s own error, else the commit's.
+fn job_answering<T: Send + 'static>(
+    f: impl FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+    answer: impl FnOnce(Result<T, DbError>) + Send + 'static,
+) -> Job {
+    Box::new(move |conn| {
+        let result = f(conn);
+        Box::new(move |committed: Result<(), DbError>| {
+            answer(result.and_then(|v| committed.map(|()| v)))
+        })
+    })
+}
+
 /// Run a batch of jobs in one transaction and answer each once it is over.
 /// A job whose error makes SQLite roll the whole transaction back (a full
 /// disk, say) takes the jobs before it in the batch down with it: they are
@@ -288,11 +302,8 @@ impl Db {
     ) -> Result<T, DbError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Box::new(move |conn| {
-                let result = f(conn);
-                Box::new(move |committed: Result<(), DbError>| {
-                    let _ = reply.send(result.and_then(|v| committed.map(|()| v)));
-                })
+            .send(job_answering(f, move |result| {
+                let _ = reply.send(result);
             }))
             .await
             .map_err(|_| DbError::Closed)?;
@@ -322,18 +333,20 @@ impl Db {
     /// later touch carries a later time anyway).
     pub fn touch_later(&self, session: &str, last_seen_ms: u64) {
         let session = session.to_string();
-        let job: Job = Box::new(move |c| {
-            let done = c
-                .prepare_cached(
+        let job = job_answering(
+            move |c| {
+                c.prepare_cached(
                     "UPDATE sessions SET last_seen_ms = MAX(last_seen_ms, ?2) WHERE id = ?1",
-                )
-                .and_then(|mut q| q.execute(params![session, last_seen_ms as i64]));
-            Box::new(move |committed: Result<(), DbError>| {
-                if let Err(e) = done.map_err(DbError::from).and(committed) {
+                )?
+                .execute(params![session, last_seen_ms as i64])?;
+                Ok(())
+            },
+            |result| {
+                if let Err(e) = result {
                     tracing::warn!(error = %e, "recording session activity");
                 }
-            })
-        });
+            },
+        );
         let _ = self.tx.try_send(job);
     }
 
