@@ -147,9 +147,12 @@ impl ContainerDir {
         read_json(&self.config())
     }
     pub fn read_state(&self) -> Result<RuntimeState, StateError> {
-        match std::fs::metadata(self.state()) {
+        let path = self.state();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| StateError::Corrupt { path, source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RuntimeState::default()),
-            _ => read_json(&self.state()),
+            Err(e) => Err(io("reading", &path)(e)),
         }
     }
     pub fn write_state(&self, state: &RuntimeState) -> Result<(), StateError> {

@@ -341,6 +341,63 @@ fn remove_collects_unreferenced_layers_but_keeps_in_use_ones() {
     assert!(matches!(err, ImageError::LayerMissing { .. }), "{err}");
 }
 
+/// Resolves are served from memory while an image's record stays the same
+/// file, and see every change to it, made through this handle or another
+/// (another process's store, such as `gbx`).
+#[test]
+fn resolve_sees_every_change_to_a_record() {
+    require_root!();
+    let (dir, store) = new_store();
+    let other = ImageStore::open(dir.path()).expect("second handle");
+    let mut layer = Vec::new();
+    for marker in ["A", "B"] {
+        let path = dir.path().join(format!("{marker}.tar"));
+        fs::write(&path, small_tar(marker)).expect("write");
+        layer.push(store.import("x", &path).expect("import").layers[0].clone());
+    }
+    assert_eq!(
+        store.resolve("x").expect("resolve").layers,
+        [layer[1].clone()]
+    );
+
+    // Replaced by the other handle: seen at once.
+    other
+        .create_image("x", std::slice::from_ref(&layer[0].digest))
+        .expect("replace");
+    assert_eq!(
+        store.resolve("x").expect("resolve").layers,
+        [layer[0].clone()]
+    );
+    other
+        .create_image("x", &[layer[0].digest.clone(), layer[1].digest.clone()])
+        .expect("replace");
+    assert_eq!(store.resolve("x").expect("resolve").layers, layer);
+
+    // While the record is the same file, its layers' records are not read
+    // again: a resolve after one of them is damaged still answers.
+    let json = dir
+        .path()
+        .join("layers/sha256")
+        .join(layer[0].digest.trim_start_matches("sha256:"))
+        .join("layer.json");
+    let good = fs::read(&json).expect("layer record");
+    fs::write(&json, b"{").expect("damage");
+    assert_eq!(store.resolve("x").expect("from memory").layers, layer);
+    let err = other.resolve("x").expect_err("read from disk");
+    assert!(matches!(err, ImageError::Corrupt { .. }), "{err}");
+    fs::write(&json, good).expect("mend");
+
+    other.remove("x", &HashSet::new()).expect("remove");
+    assert!(matches!(
+        store.resolve("x"),
+        Err(ImageError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.resolve_existing("x"),
+        Err(ImageError::NotFound { .. })
+    ));
+}
+
 #[test]
 fn concurrent_busybox_resolves_build_once() {
     require_root!();

@@ -18,6 +18,7 @@
 //! characters. `name:latest` and `name` are the same image.
 
 mod busybox;
+mod cache;
 mod layer;
 
 use std::collections::HashSet;
@@ -119,6 +120,7 @@ struct ImageRecord {
 pub struct ImageStore {
     root: PathBuf,
     busybox_builds: AtomicUsize,
+    cache: cache::ImageCache,
 }
 
 /// Holding this means holding the store's flock.
@@ -132,6 +134,7 @@ impl ImageStore {
         let store = ImageStore {
             root: root.to_path_buf(),
             busybox_builds: AtomicUsize::new(0),
+            cache: cache::ImageCache::default(),
         };
         for dir in [store.layers_dir(), store.images_dir()] {
             fs::create_dir_all(&dir).map_err(ImageError::io("create directory", &dir))?;
@@ -420,22 +423,24 @@ impl ImageStore {
 
     fn load_image_record(&self, name: &str) -> Result<Option<ImageRecord>, ImageError> {
         let path = self.image_path(name);
-        let Some(record) = read_json::<ImageRecord>(&path)? else {
+        let Some(bytes) = read_file(&path)? else {
             return Ok(None);
         };
-        if record.name != name {
-            return Err(ImageError::Corrupt {
-                path,
-                reason: format!("names image {:?}", record.name),
-            });
-        }
-        Ok(Some(record))
+        parse_image_record(name, &path, &bytes).map(Some)
     }
 
+    /// The image `name` as its record on disk says, its layers' records
+    /// read again only when the record has changed (see [`cache::ImageCache`]).
     fn load_image(&self, name: &str) -> Result<Option<Image>, ImageError> {
-        let Some(record) = self.load_image_record(name)? else {
+        let path = self.image_path(name);
+        let Some(bytes) = read_file(&path)? else {
+            self.cache.forget(name);
             return Ok(None);
         };
+        if let Some(image) = self.cache.get(name, &bytes) {
+            return Ok(Some(image));
+        }
+        let record = parse_image_record(name, &path, &bytes)?;
         let mut layers = Vec::with_capacity(record.layers.len());
         for digest in &record.layers {
             let layer = self
@@ -446,11 +451,13 @@ impl ImageStore {
                 })?;
             layers.push(layer);
         }
-        Ok(Some(Image {
+        let image = Image {
             name: record.name,
             layers,
             created_at_ms: record.created_at_ms,
-        }))
+        };
+        self.cache.put(name, bytes, &image);
+        Ok(Some(image))
     }
 
     fn load_layer(&self, digest: &str) -> Result<Option<Layer>, ImageError> {
@@ -602,18 +609,38 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ImageError> {
 }
 
 /// Read JSON; `None` if the file does not exist.
+/// The file's bytes, or `None` if there is no such file.
+fn read_file(path: &Path) -> Result<Option<Vec<u8>>, ImageError> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ImageError::io("read", path)(e)),
+    }
+}
+
+fn parse_json<T: for<'de> Deserialize<'de>>(path: &Path, bytes: &[u8]) -> Result<T, ImageError> {
+    serde_json::from_slice(bytes).map_err(|e| ImageError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, ImageError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(ImageError::io("read", path)(e)),
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| ImageError::Corrupt {
+    read_file(path)?
+        .map(|bytes| parse_json(path, &bytes))
+        .transpose()
+}
+
+/// An image record that must name the image `name` it was read for.
+fn parse_image_record(name: &str, path: &Path, bytes: &[u8]) -> Result<ImageRecord, ImageError> {
+    let record: ImageRecord = parse_json(path, bytes)?;
+    if record.name != name {
+        return Err(ImageError::Corrupt {
             path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+            reason: format!("names image {:?}", record.name),
+        });
+    }
+    Ok(record)
 }
 
 #[cfg(test)]
