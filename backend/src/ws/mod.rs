@@ -95,6 +95,30 @@ where
     )
 }
 
+/// Queue a message without flushing, within a deadline (the queue writes
+/// itself out once it is over its size; a later send flushes the rest):
+/// messages that go out together then take one write, not one each.
+pub async fn feed_timeout<S>(sink: &mut S, msg: Message, timeout: Duration) -> bool
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    matches!(
+        tokio::time::timeout(timeout, sink.feed(msg)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Write out whatever [`feed_timeout`] queued, within a deadline.
+pub async fn flush_timeout<S>(sink: &mut S, timeout: Duration) -> bool
+where
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    matches!(
+        tokio::time::timeout(timeout, sink.flush()).await,
+        Ok(Ok(()))
+    )
+}
+
 /// Send a JSON control message as a text frame.
 pub fn text<T: serde::Serialize>(msg: &T) -> Message {
     // Serializing our own message types cannot fail.

@@ -16,7 +16,10 @@
 //! one read). A closed socket only closes our connection to the supervisor;
 //! the container keeps running and a new socket can resume with `?since=`.
 
-use super::{close, send_timeout, text, INTERNAL, INVALID_PAYLOAD, NORMAL, POLICY, UNSUPPORTED};
+use super::{
+    close, feed_timeout, flush_timeout, send_timeout, text, INTERNAL, INVALID_PAYLOAD, NORMAL,
+    POLICY, UNSUPPORTED,
+};
 use crate::auth::{check_origin, Auth};
 use crate::error::ApiError;
 use crate::metrics::WsGauge;
@@ -357,7 +360,7 @@ async fn output_loop(
                 held = next;
                 let mut ok = true;
                 if expected != Some(seq) {
-                    ok = send_timeout(ws_tx, text(&TtyServerMessage::Seq { seq }), timeout).await;
+                    ok = feed_timeout(ws_tx, text(&TtyServerMessage::Seq { seq }), timeout).await;
                 }
                 expected = Some(seq + data.len() as u64);
                 ok && send_timeout(ws_tx, Message::Binary(data), timeout).await
@@ -367,23 +370,17 @@ async fn output_loop(
                     Target::Main => None,
                     Target::Exec(n) => Some(n),
                 };
-                send_timeout(
-                    ws_tx,
-                    text(&TtyServerMessage::Attached { exec_id, next_seq }),
-                    timeout,
-                )
-                .await
+                let msg = text(&TtyServerMessage::Attached { exec_id, next_seq });
+                feed_timeout(ws_tx, msg, timeout).await
+                    && flush_unless_more(ws_tx, sup_rx, &mut held, timeout).await
             }
             Incoming::Control(Reply::Gap { from, to }) => {
-                send_timeout(
-                    ws_tx,
-                    text(&TtyServerMessage::Gap {
-                        from_seq: from,
-                        to_seq: to,
-                    }),
-                    timeout,
-                )
-                .await
+                let msg = text(&TtyServerMessage::Gap {
+                    from_seq: from,
+                    to_seq: to,
+                });
+                feed_timeout(ws_tx, msg, timeout).await
+                    && flush_unless_more(ws_tx, sup_rx, &mut held, timeout).await
             }
             Incoming::Control(Reply::Exit { code }) => {
                 let _ = send_timeout(ws_tx, text(&TtyServerMessage::Exit { code }), timeout).await;
@@ -404,6 +401,28 @@ async fn output_loop(
             return;
         }
     }
+}
+
+/// After a control message, which the output that a supervisor sends with
+/// it follows (an attach: what the terminal missed): hold the next frame if
+/// it is already here and leave the queue for its send to flush, so that
+/// both take one write to the client; else flush now. Only control
+/// frames come here, one or two per attach, so the held frame never keeps
+/// the loop from its other wake-ups for long.
+async fn flush_unless_more(
+    ws_tx: &mut SplitSink<WebSocket, Message>,
+    sup_rx: &mut Reader,
+    held: &mut Option<Incoming>,
+    timeout: Duration,
+) -> bool {
+    if held.is_none() {
+        // A read error or EOF shows again on the next blocking read.
+        if let Ok(Some(next)) = sup_rx.try_next() {
+            *held = Some(next);
+            return true;
+        }
+    }
+    flush_timeout(ws_tx, timeout).await
 }
 
 /// Output that continues `data` and is already waiting, joined up to
