@@ -209,17 +209,18 @@ fn main() {
             // Each create is a task of its own, as each browser's is.
             let runs = users.into_iter().map(|mut user| {
                 let s = Arc::clone(&s);
-                tokio::spawn(async move { one(&s, &mut user).await })
+                tokio::spawn(async move { (one(&s, &mut user).await, user) })
             });
             let results = futures_util::future::join_all(runs).await;
             let results = results.into_iter().map(|r| r.expect("a create task"));
             let (busy1, _) = support::host_cpu();
             cpu_ms += (busy1 - busy0) as f64 * 1000.0 / support::clock_ticks();
-            // The terminals close after the round, as 50 users keep the
-            // terminal they opened: closing each at its prompt would add a
-            // teardown (both ends of its socket, the supervisor's detach)
-            // to the burst that no user's create makes.
-            for (c, f, p, id, _terminal) in results {
+            // The terminals and the users' HTTP connections close after the
+            // round, as 50 users keep the page and the terminal they opened:
+            // closing each at its prompt would add a teardown (both ends of
+            // its sockets, the supervisor's detach) to the burst that no
+            // user's create makes.
+            for ((c, f, p, id, _terminal), _user) in results {
                 times.push((c, f, p));
                 s.delete(&token, &format!("/api/v1/containers/{id}")).await;
             }
