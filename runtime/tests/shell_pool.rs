@@ -148,3 +148,75 @@ fn unclaimed_shell_entries_remove_themselves_when_idle_or_when_their_shell_ends(
     );
     assert!(env.container_dirs().is_empty());
 }
+
+/// A long-lived caller (the server) claims through one runtime, which lists
+/// the pool once for a run of claims: an entry another process took since
+/// is passed over, and one made since is found once the listing runs out.
+#[test]
+fn a_runtime_claims_through_its_listing_of_the_pool() {
+    let env = Env::new();
+    let fill = || {
+        env.ok(&["--shell-pool", "2", "--warm-pool", "0", "pool", "fill"]);
+        wait_for("two ready shell entries", Duration::from_secs(10), || {
+            let ready: Vec<String> = pool_entries(&env)
+                .into_iter()
+                .filter(|(_, kind, state)| kind == "shell" && state == "ready")
+                .map(|(id, _, _)| id)
+                .collect();
+            (ready.len() == 2).then_some(ready)
+        })
+    };
+    let first = fill();
+    let rt = runtime::Runtime::open(runtime::RuntimeOptions {
+        shell_pool: 2,
+        refill_on_claim: false,
+        ..runtime::RuntimeOptions::new(env.path())
+    })
+    .expect("runtime");
+    let opts = runtime::CreateOptions {
+        image: "busybox".into(),
+        init: true,
+        tty: true,
+        interactive: true,
+        ..Default::default()
+    };
+    let claim = || {
+        rt.claim_running_shell(&opts)
+            .expect("claim")
+            .map(|started| started.info.id)
+    };
+    // Lists both, takes one.
+    let a = claim().expect("a ready entry");
+    assert!(first.contains(&a), "{a} is not one of {first:?}");
+    // Another process takes the other one.
+    let b = env
+        .ok(&[
+            "--shell-pool",
+            "2",
+            "--warm-pool",
+            "0",
+            "run",
+            "-dit",
+            "busybox",
+        ])
+        .trim()
+        .to_string();
+    assert!(
+        first.contains(&b) && b != a,
+        "{b} is not the other of {first:?}"
+    );
+    // Two more are made; the runtime's listing still names only b's.
+    let second = fill();
+    let c = claim().expect("an entry made after the listing");
+    assert!(second.contains(&c), "{c} is not one of {second:?}");
+    let d = claim().expect("the last entry");
+    assert!(
+        second.contains(&d) && d != c,
+        "{d} is not the other of {second:?}"
+    );
+    assert_eq!(claim(), None, "the pool is empty");
+    for id in [&a, &b, &c, &d] {
+        env.ok(&["rm", "-f", id]);
+    }
+    env.assert_clean();
+}

@@ -154,6 +154,8 @@ pub struct Runtime {
     /// Our own namespaces' inodes, which `inspect` shows beside the
     /// container's: read once, they do not change.
     host_namespaces: BTreeMap<String, u64>,
+    /// What the last take listed of the pool (see [`pool::Listing`]).
+    pool_listing: pool::Listing,
 }
 
 /// A created container and the handle to learn its exit.
@@ -182,6 +184,7 @@ impl Runtime {
             refill_on_claim: opts.refill_on_claim,
             egress: opts.egress,
             host_namespaces: crate::namespaces::inodes("self").unwrap_or_default(),
+            pool_listing: pool::Listing::default(),
         })
     }
 
@@ -242,7 +245,7 @@ impl Runtime {
             }
             let layers = image.layer_dirs();
             let warm = (self.warm_pool > 0)
-                .then(|| pool::take(&self.state, &layers, false))
+                .then(|| pool::take(&self.state, &layers, false, &self.pool_listing))
                 .flatten();
             if warm.is_some() {
                 failpoint::hit("create.claimed");

@@ -55,7 +55,8 @@ impl Runtime {
         // claims all share the CPU and end together (p50 29–30 ms against
         // 53–58 ms for 50 at once).
         let _lock = self.state.lock()?;
-        let Some(entry) = pool::take(&self.state, &image.layer_dirs(), true) else {
+        let Some(entry) = pool::take(&self.state, &image.layer_dirs(), true, &self.pool_listing)
+        else {
             return Ok(None);
         };
         self.claim_running(entry, &image, opts).map(Some)
