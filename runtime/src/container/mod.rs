@@ -457,10 +457,24 @@ impl Runtime {
     }
 
     fn info(&self, dir: &ContainerDir, config: &ContainerConfig) -> ContainerInfo {
+        self.info_knowing(dir, config, false)
+    }
+
+    /// [`Self::info`], told whether the container's supervisor was just
+    /// seen alive (a claim checks it under the state lock): then its
+    /// processes need not be looked up again, each a read of
+    /// `/proc/PID/stat`, which is slow.
+    pub(super) fn info_knowing(
+        &self,
+        dir: &ContainerDir,
+        config: &ContainerConfig,
+        supervisor_seen_alive: bool,
+    ) -> ContainerInfo {
         let st = dir.read_state().unwrap_or_default();
         // Running until the supervisor has recorded the exit.
         let alive = st.running
-            && (pid_alive(st.host_pid, st.host_pid_start)
+            && (supervisor_seen_alive
+                || pid_alive(st.host_pid, st.host_pid_start)
                 || pid_alive(st.supervisor_pid, st.supervisor_start));
         let state = if alive {
             ContainerState::Running

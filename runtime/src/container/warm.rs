@@ -103,7 +103,8 @@ impl Runtime {
         failpoint::hit("create.started");
         tracing::info!(container = %entry.id, warm = true, running = true, "container started");
         Ok(Started {
-            info: self.info(&dir, &config),
+            // `pool::take` saw its supervisor alive, under the lock still held.
+            info: self.info_knowing(&dir, &config, true),
             supervisor: None,
             cgroup: config.cgroup,
         })
