@@ -147,12 +147,12 @@ impl ContainerDir {
         read_json(&self.config())
     }
     pub fn read_state(&self) -> Result<RuntimeState, StateError> {
-        let path = self.state();
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|source| StateError::Corrupt { path, source }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RuntimeState::default()),
-            Err(e) => Err(io("reading", &path)(e)),
+        // Read, not stat'ed first: a missing file is the same answer.
+        match read_json(&self.state()) {
+            Err(StateError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(RuntimeState::default())
+            }
+            read => read,
         }
     }
     pub fn write_state(&self, state: &RuntimeState) -> Result<(), StateError> {

@@ -341,8 +341,8 @@ fn remove_collects_unreferenced_layers_but_keeps_in_use_ones() {
     assert!(matches!(err, ImageError::LayerMissing { .. }), "{err}");
 }
 
-/// Resolves are served from memory while an image's record stays the same
-/// file, and see every change to it, made through this handle or another
+/// Resolves are served from memory while an image's record says the same,
+/// and see every change to it, made through this handle or another
 /// (another process's store, such as `gbx`).
 #[test]
 fn resolve_sees_every_change_to_a_record() {
@@ -373,7 +373,7 @@ fn resolve_sees_every_change_to_a_record() {
         .expect("replace");
     assert_eq!(store.resolve("x").expect("resolve").layers, layer);
 
-    // While the record is the same file, its layers' records are not read
+    // While the record says the same, its layers' records are not read
     // again: a resolve after one of them is damaged still answers.
     let json = dir
         .path()

@@ -84,15 +84,20 @@ pub fn read_error_close(e: &axum::Error) -> Option<Message> {
     }
 }
 
+/// Whether a sink operation finished, without error, within the deadline.
+async fn within(
+    timeout: Duration,
+    op: impl std::future::Future<Output = Result<(), axum::Error>>,
+) -> bool {
+    matches!(tokio::time::timeout(timeout, op).await, Ok(Ok(())))
+}
+
 /// Send within a deadline: a client that does not read is dropped, not waited for.
 pub async fn send_timeout<S>(sink: &mut S, msg: Message, timeout: Duration) -> bool
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
-    matches!(
-        tokio::time::timeout(timeout, sink.send(msg)).await,
-        Ok(Ok(()))
-    )
+    within(timeout, sink.send(msg)).await
 }
 
 /// Queue a message without flushing, within a deadline (the queue writes
@@ -102,10 +107,7 @@ pub async fn feed_timeout<S>(sink: &mut S, msg: Message, timeout: Duration) -> b
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
-    matches!(
-        tokio::time::timeout(timeout, sink.feed(msg)).await,
-        Ok(Ok(()))
-    )
+    within(timeout, sink.feed(msg)).await
 }
 
 /// Write out whatever [`feed_timeout`] queued, within a deadline.
@@ -113,10 +115,7 @@ pub async fn flush_timeout<S>(sink: &mut S, timeout: Duration) -> bool
 where
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
-    matches!(
-        tokio::time::timeout(timeout, sink.flush()).await,
-        Ok(Ok(()))
-    )
+    within(timeout, sink.flush()).await
 }
 
 /// Send a JSON control message as a text frame.

@@ -608,7 +608,6 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ImageError> {
     })
 }
 
-/// Read JSON; `None` if the file does not exist.
 /// The file's bytes, or `None` if there is no such file.
 fn read_file(path: &Path) -> Result<Option<Vec<u8>>, ImageError> {
     match fs::read(path) {
@@ -625,6 +624,7 @@ fn parse_json<T: for<'de> Deserialize<'de>>(path: &Path, bytes: &[u8]) -> Result
     })
 }
 
+/// Read JSON; `None` if the file does not exist.
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, ImageError> {
     read_file(path)?
         .map(|bytes| parse_json(path, &bytes))
